@@ -1,0 +1,132 @@
+"""Shared fixtures. The same suite runs on SQLite (default) and on PostgreSQL
+(`VMS_TEST_DATABASE_URL=postgresql+psycopg://...`, set by `make test`)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from tests.factories import Factory
+from vms.all_models import Base
+from vms.api import create_app
+from vms.core.config import Settings, generate_key
+from vms.core.db import make_engine
+from vms.core.deps import get_session
+
+pytest_plugins = ["tests.peers.rtsp", "tests.peers.onvif_device"]
+
+PG_URL = os.environ.get("VMS_TEST_DATABASE_URL")
+TEST_KEY = generate_key().decode()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"database: {'PostgreSQL ' + PG_URL if PG_URL else 'SQLite'}"
+
+
+@pytest.fixture(scope="session")
+def db_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    if PG_URL:
+        return PG_URL
+    return f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+
+
+@pytest.fixture(scope="session")
+def engine(db_url: str) -> Iterator[Engine]:
+    eng = make_engine(db_url)
+    Base.metadata.drop_all(eng)
+    Base.metadata.create_all(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def session(engine: Engine) -> Iterator[Session]:
+    """A session inside a transaction that is rolled back after the test: commits inside the
+    code under test become SAVEPOINT releases."""
+    conn = engine.connect()
+    outer = conn.begin()
+    sess = Session(bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False)
+    try:
+        yield sess
+    finally:
+        sess.close()
+        if outer.is_active:
+            outer.rollback()
+        conn.close()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "data"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture
+def settings(data_dir: Path, db_url: str) -> Settings:
+    return Settings(
+        profile="test",
+        data_dir=data_dir,
+        database_url=db_url,
+        secret_key=SecretStr(TEST_KEY),
+    )
+
+
+@pytest.fixture
+def app(settings: Settings, engine: Engine, session: Session) -> FastAPI:
+    application = create_app(settings, engine=engine)
+
+    def _session() -> Iterator[Session]:
+        yield session
+        session.commit()
+
+    application.dependency_overrides[get_session] = _session
+    return application
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+@pytest.fixture
+def factory(session: Session) -> Factory:
+    return Factory(session)
+
+
+@pytest.fixture
+def isolated_db_url(tmp_path: Path) -> Iterator[str]:
+    """A database of its own with committed data, for tests that span processes (pipeline
+    workers, CLI subprocesses). SQLite: a file; PostgreSQL: a fresh database, dropped after."""
+    if not PG_URL:
+        url = f"sqlite:///{tmp_path / 'isolated.db'}"
+        eng = make_engine(url)
+        Base.metadata.create_all(eng)
+        eng.dispose()
+        yield url
+        return
+    name = f"vms_iso_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(make_url(PG_URL).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    eng = make_engine(url)
+    Base.metadata.create_all(eng)
+    eng.dispose()
+    try:
+        yield url
+    finally:
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

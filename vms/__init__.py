@@ -1,0 +1,3 @@
+"""vms: privacy-first video management and camera registry."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,222 @@
+"""The `vms` command."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, NoReturn
+
+import typer
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from vms.core import accounts, audit, migrate
+from vms.core.config import Settings, generate_key
+from vms.core.db import make_engine, make_sessionmaker, session_scope
+from vms.core.errors import ConfigError, DomainError
+from vms.core.models import Role, User
+
+app = typer.Typer(help="vms: privacy-first video management.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+orgs_app = typer.Typer(help="Organisations.", no_args_is_help=True)
+users_app = typer.Typer(help="Users.", no_args_is_help=True)
+audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(orgs_app, name="orgs")
+app.add_typer(users_app, name="users")
+app.add_typer(audit_app, name="audit")
+
+logger = logging.getLogger("vms")
+
+
+def fail(msg: str, code: int = 1) -> NoReturn:
+    """One line on stderr, non-zero exit: what every CLI error looks like."""
+    typer.echo(f"error: {msg}", err=True)
+    raise typer.Exit(code)
+
+
+def load_settings() -> Settings:
+    try:
+        settings = Settings()
+        settings.validate_for_startup()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        fail(f"invalid setting VMS_{where.upper()}: {first['msg']}")
+    except ConfigError as exc:
+        fail(str(exc))
+    return settings
+
+
+@contextmanager
+def cli_session(settings: Settings) -> Iterator[Session]:
+    engine = make_engine(settings.db_url)
+    try:
+        with session_scope(make_sessionmaker(engine)) as session:
+            yield session
+    except DomainError as exc:
+        fail(exc.msg)
+    finally:
+        engine.dispose()
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply migrations up to REVISION (default: head)."""
+    settings = load_settings()
+    migrate.upgrade(settings.db_url, revision)
+    typer.echo(f"database at {revision}")
+
+
+@app.command()
+def keygen() -> None:
+    """Print a new secret key for VMS_SECRET_KEY."""
+    typer.echo(generate_key().decode())
+
+
+@orgs_app.command("create")
+def orgs_create(name: str, org_number: Annotated[str | None, typer.Option()] = None) -> None:
+    """Create an organisation."""
+    settings = load_settings()
+    if not name.strip():
+        fail("organisation name must not be empty")
+    with cli_session(settings) as session:
+        org = accounts.create_organisation(
+            session=session, actor=None, name=name.strip(), org_number=org_number
+        )
+        typer.echo(f"organisation {org.id} {org.name!r} created")
+
+
+@users_app.command("create")
+def users_create(
+    org: Annotated[str, typer.Option(help="organisation name")],
+    role: Annotated[str, typer.Option(help="admin|facility_manager|dpo|operator|police")],
+    email: Annotated[str, typer.Option()],
+    name: Annotated[str | None, typer.Option()] = None,
+    password_stdin: Annotated[bool, typer.Option(help="read the password from stdin")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """Create a user; prints a fresh API token."""
+    settings = load_settings()
+    try:
+        role_value = Role(role)
+    except ValueError:
+        fail(f"unknown role {role!r}; choose one of: {', '.join(r.value for r in Role)}")
+    if "@" not in email or email.startswith("@") or email.endswith("@"):
+        fail(f"invalid email {email!r}")
+    password: str | None = None
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+        if len(password) < 8:
+            fail("password must be at least 8 characters")
+    with cli_session(settings) as session:
+        organisation = accounts.get_organisation_by_name(session=session, name=org)
+        if organisation is None:
+            fail(f"no organisation named {org!r} (create it with: vms orgs create {org!r})")
+        user = accounts.create_user(
+            session=session,
+            actor=None,
+            email=email,
+            organisation_id=organisation.id,
+            role=role_value,
+            name=name,
+            password=password,
+        )
+        token, row = accounts.create_token_for(
+            session=session, actor=None, user=user, ttl_hours=settings.token_ttl_hours
+        )
+        out = {
+            "id": user.id,
+            "email": user.email,
+            "role": user.role.value,
+            "organisation": organisation.name,
+            "organisation_id": organisation.id,
+            "token": token,
+            "token_expires_at": row.expires_at.isoformat(),
+        }
+    if as_json:
+        typer.echo(json.dumps(out))
+    else:
+        typer.echo(f"user {out['id']} {out['email']} ({out['role']}) created")
+        typer.echo(f"token: {token}")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Walk the audit hash chain; exit 1 naming the first broken entry."""
+    settings = load_settings()
+    with cli_session(settings) as session:
+        report = audit.verify_chain(session)
+    if not report.ok:
+        fail(f"audit chain broken after {report.checked} good entries: {report.problem}")
+    typer.echo(f"audit chain OK: {report.checked} entries")
+
+
+def ensure_admin(settings: Settings) -> None:
+    """First start: create an administrator and say how to get a token."""
+    engine = make_engine(settings.db_url)
+    try:
+        with session_scope(make_sessionmaker(engine)) as session:
+            if session.scalar(select(User.id).where(User.role == Role.admin).limit(1)):
+                return
+            org = accounts.get_organisation_by_name(session=session, name="vms")
+            if org is None:
+                org = accounts.create_organisation(session=session, actor=None, name="vms")
+            password = secrets.token_urlsafe(12)
+            accounts.create_user(
+                session=session,
+                actor=None,
+                email=settings.admin_email,
+                organisation_id=org.id,
+                role=Role.admin,
+                name="Administrator",
+                password=password,
+            )
+    finally:
+        engine.dispose()
+    base = f"http://{settings.host}:{settings.port}"
+    typer.echo("")
+    typer.echo("First start: created the administrator")
+    typer.echo(f"  email:    {settings.admin_email}")
+    typer.echo(f"  password: {password}   (shown once; change it with PATCH /api/v1/users/ID)")
+    typer.echo("Get a token with:")
+    typer.echo(
+        f"  curl -s -X POST {base}/api/v1/auth/token -H 'content-type: application/json' "
+        f'-d \'{{"email":"{settings.admin_email}","password":"{password}"}}\''
+    )
+    typer.echo("")
+
+
+@app.command()
+def serve(
+    migrate_db: Annotated[bool, typer.Option("--migrate/--no-migrate")] = True,
+) -> None:
+    """Run the API with the pipeline and the retention sweeper."""
+    import uvicorn
+
+    from vms.api import create_app
+
+    settings = load_settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if migrate_db:
+        migrate.upgrade(settings.db_url)
+    ensure_admin(settings)
+    application = create_app(settings, run_background=True)
+    typer.echo(f"vms listening on http://{settings.host}:{settings.port} (docs at /docs)")
+    uvicorn.run(application, host=settings.host, port=settings.port, log_level="info")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
