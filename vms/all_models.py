@@ -1,6 +1,9 @@
 """Imports every module that defines tables, so `Base.metadata` is complete (Alembic, tests)."""
 
+from permits import models as permits_models
+from registry import models as registry_models
+from retention import models as retention_models
 from vms.core import models as core_models
 from vms.core.db import Base
 
-__all__ = ["Base", "core_models"]
+__all__ = ["Base", "core_models", "permits_models", "registry_models", "retention_models"]

@@ -1,0 +1,1 @@
+"""Footage index (segments, gaps), retention sweep, legal holds, DPO reports."""
