@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -50,6 +51,18 @@ def install_error_handlers(app: FastAPI) -> None:
             status_code=exc.status_code,
             content={"detail": [{"code": f"http_{exc.status_code}", "msg": msg}]},
             headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(OverflowError)
+    @app.exception_handler(DataError)
+    async def _out_of_range(_request: Request, exc: Exception) -> JSONResponse:
+        # An id or number past what the database column holds: the client's input is at fault.
+        logger.info("refused out-of-range value: %s", type(exc).__name__)
+        return JSONResponse(
+            status_code=422,
+            content={
+                "detail": [{"code": "out_of_range", "msg": "a number in the request is too large"}]
+            },
         )
 
     @app.exception_handler(Exception)

@@ -1,0 +1,57 @@
+# Two commands on a fresh machine:
+#   make run    creates .venv, installs, migrates, starts API + pipeline with demo cameras
+#   make test   installs what the suite needs (Python and Debian packages), runs every check
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+EXTRAS ?= test,yolo
+export VMS_DEMO ?= 1
+
+.PHONY: run test check lint typecheck pytest pytest-sqlite pytest-postgres install system-deps \
+        bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# torch/torchvision are pinned to the CPU-compatible pair that installs offline here (see
+# shared/sample_media/SOURCES.md); ultralytics comes with the `yolo` extra.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[$(EXTRAS)]' $(if $(findstring yolo,$(EXTRAS)),torch==2.14.1 torchvision==0.29.1)
+	touch $@
+
+install: $(STAMP)
+
+system-deps:
+	@scripts/system-deps
+
+run: install
+	@scripts/system-deps || echo "make run: continuing without the RTSP packages (demo uses file sources)"
+	$(BIN)/vms serve
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy .
+
+pytest-sqlite: install system-deps
+	$(BIN)/pytest
+
+pytest-postgres: install system-deps
+	scripts/with-postgres $(BIN)/pytest -m "not nodb"
+
+check: lint typecheck
+
+test: install system-deps lint typecheck pytest-sqlite pytest-postgres
+
+bench: install system-deps
+	$(BIN)/python bench/masking.py
+	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/retention.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
