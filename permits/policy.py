@@ -71,6 +71,9 @@ def basis_in_force(basis: BasisFacts, at: dt.datetime) -> tuple[bool, str | None
         return False, f"legal basis {basis.id} is a draft, not in force"
     if basis.status == "expired":
         return False, f"legal basis {basis.id} has expired"
+    if basis.status != "in_force":
+        # Fail closed: a status this code does not know must not let anything through.
+        return False, f"legal basis {basis.id} has unknown status {basis.status!r}"
     if basis.valid_from is not None and at < basis.valid_from:
         return False, f"legal basis {basis.id} is valid only from {basis.valid_from.isoformat()}"
     if basis.valid_until is not None and at >= basis.valid_until:
@@ -79,6 +82,7 @@ def basis_in_force(basis: BasisFacts, at: dt.datetime) -> tuple[bool, str | None
 
 
 def in_schedule(schedule: tuple[Window, ...], at: dt.datetime, timezone: str) -> bool:
+    """Whether `at` falls in a window. Empty schedule: always. start == end: 24 hours from start."""
     if not schedule:
         return True
     local = at.astimezone(ZoneInfo(timezone))
@@ -168,7 +172,13 @@ def policy_for(camera: CameraFacts, at: dt.datetime) -> Policy:
 
 
 def permit_status(camera: CameraFacts, at: dt.datetime) -> str:
-    """ok | missing | draft | expiring | expired | revoked | conflict, for the register."""
+    """ok | missing | draft | expiring | expired | revoked | conflict, for the register.
+
+    A basis that is in force but not valid yet (valid_from in the future) counts as `draft`:
+    nothing may run on it yet.
+    """
+    if at.tzinfo is None:
+        raise ValueError("permit_status needs an aware datetime")
     basis = camera.basis
     if basis is None:
         return "missing"
@@ -176,11 +186,11 @@ def permit_status(camera: CameraFacts, at: dt.datetime) -> str:
         return "revoked"
     if basis.status == "draft":
         return "draft"
-    in_force, _ = basis_in_force(basis, at)
-    if basis.status == "expired" or (not in_force and basis.valid_until is not None):
+    if basis.status == "expired" or (basis.valid_until is not None and at >= basis.valid_until):
         return "expired"
+    in_force, _ = basis_in_force(basis, at)
     if not in_force:
-        return "draft"  # not yet valid
+        return "draft"
     if conflicts(camera):
         return "conflict"
     soon = at + EXPIRING_WITHIN
@@ -197,7 +207,8 @@ def conflicts(camera: CameraFacts) -> list[tuple[str, str]]:
     if basis is None:
         return []
     out: list[tuple[str, str]] = []
-    if camera.retention_hours > basis.max_retention_hours:
+    # A live-only camera stores nothing, so its retention setting cannot exceed anything.
+    if camera.mode != "live" and camera.retention_hours > basis.max_retention_hours:
         out.append(
             (
                 "retention_hours",

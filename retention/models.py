@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from typing import Any
 
-from sqlalchemy import BigInteger, Enum, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Enum, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from vms.core.db import Base, utcnow
@@ -14,6 +15,9 @@ from vms.core.db import Base, utcnow
 class SegmentState(enum.StrEnum):
     ok = "ok"
     missing = "missing"  # the index row outlived its file (found by reconciliation)
+    # The deletion receipt is committed and the file is being removed: a restarted sweep
+    # finishes these rows without writing a second receipt.
+    deleting = "deleting"
 
 
 class Segment(Base):
@@ -85,3 +89,23 @@ class LegalHoldCamera(Base):
         ForeignKey("legal_holds.id", ondelete="CASCADE"), primary_key=True
     )
     camera_id: Mapped[int] = mapped_column(ForeignKey("cameras.id"), primary_key=True, index=True)
+
+
+class RetentionSweep(Base):
+    """One run of the sweep: when, what it deleted, and whether disk pressure cut retention.
+
+    The DPO report shows the last run; `shortened` carries the disk-pressure state from one
+    run to the next (camera id -> until when that camera keeps less than its policy allows).
+    """
+
+    __tablename__ = "retention_sweeps"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    started_at: Mapped[dt.datetime] = mapped_column(index=True)
+    finished_at: Mapped[dt.datetime | None]
+    dry_run: Mapped[bool] = mapped_column(default=False)
+    deleted: Mapped[int] = mapped_column(default=0)
+    deleted_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    pressure_deleted: Mapped[int] = mapped_column(default=0)
+    recovered: Mapped[int] = mapped_column(default=0)
+    shortened: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import schemathesis
-from pydantic import SecretStr
 from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import SecretStr
 
 from tests.conftest import TEST_KEY
 from tests.factories import Factory

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import importlib.util
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,14 +20,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import onvif
 import pytest
 import zeep
-from lxml import etree
+from lxml import etree  # type: ignore[import-untyped]  # no lxml-stubs in the environment
 
 from sample_streams import RtspServerProcess
 
-WSDL_DIR = Path(onvif.__file__).parent / "wsdl"
+# Located without importing `onvif`: its client module calls logging.basicConfig() on import.
+_ONVIF_SPEC = importlib.util.find_spec("onvif")
+assert _ONVIF_SPEC is not None, "onvif-zeep-async is not installed"
+assert _ONVIF_SPEC.origin is not None
+WSDL_DIR = Path(_ONVIF_SPEC.origin).parent / "wsdl"
 NS_DEVICE = "http://www.onvif.org/ver10/device/wsdl"
 NS_MEDIA = "http://www.onvif.org/ver10/media/wsdl"
 NS_SOAP = "http://www.w3.org/2003/05/soap-envelope"
@@ -70,8 +74,11 @@ def _fault_xml(fault: _Fault) -> bytes:
     node = etree.SubElement(body, f"{{{NS_SOAP}}}Fault")
     code = etree.SubElement(node, f"{{{NS_SOAP}}}Code")
     etree.SubElement(code, f"{{{NS_SOAP}}}Value").text = fault.code
-    sub = etree.SubElement(code, f"{{{NS_SOAP}}}Subcode")
-    etree.SubElement(sub, f"{{{NS_SOAP}}}Value").text = fault.subcode
+    parent = code
+    # ONVIF nests subcodes: "ter:InvalidArgVal/ter:NoProfile" is two levels.
+    for subcode in fault.subcode.split("/"):
+        parent = etree.SubElement(parent, f"{{{NS_SOAP}}}Subcode")
+        etree.SubElement(parent, f"{{{NS_SOAP}}}Value").text = subcode
     reason = etree.SubElement(node, f"{{{NS_SOAP}}}Reason")
     text = etree.SubElement(reason, f"{{{NS_SOAP}}}Text")
     text.set("{http://www.w3.org/XML/1998/namespace}lang", "en")
@@ -161,9 +168,7 @@ class OnvifDevice:
             name = qname.localname
             with self._lock:
                 self.requests.append(name)
-            authorised = check_username_token(
-                envelope, self.user, self.password, datetime.now(UTC)
-            )
+            authorised = check_username_token(envelope, self.user, self.password, datetime.now(UTC))
             if authorised is False or (authorised is None and name not in PRE_AUTH):
                 raise _not_authorized()
             handler: Callable[[Any], dict[str, Any]] | None = getattr(self, f"op_{name}", None)
@@ -251,7 +256,7 @@ class OnvifDevice:
 
 
 def _binding(wsdl_name: str, binding_name: str) -> Any:
-    client = zeep.Client(str(WSDL_DIR / wsdl_name))
+    client = zeep.Client(str(WSDL_DIR / wsdl_name))  # type: ignore[no-untyped-call]
     return client.wsdl.bindings[binding_name]
 
 
@@ -316,7 +321,7 @@ def _handler_for(device: OnvifDevice) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(payload)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             pass  # keep test output clean; `device.requests` records what was asked
 
     return Handler

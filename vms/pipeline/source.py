@@ -139,19 +139,16 @@ def rtsp_options(config: SourceConfig) -> dict[str, str]:
         # Without these two FFmpeg buffers about a second of stream before open returns.
         "analyzeduration": "0",
         "probesize": str(config.probesize),
-        # FFmpeg's socket I/O timeout (µs), well under the read timeout: the H.264 parser holds
-        # the last access unit until the next one starts, so a stalled stream only fails on the
-        # second timed-out read (and each overshoots by up to FFmpeg's 0.1 s poll interval).
-        # PyAV's own timeout stays as the outer bound.
-        "timeout": str(int(_socket_timeout(config) * 1_000_000)),
         # Never set up audio: we do not process it, and recording sound is a privacy decision
         # this pipeline does not make.
         "allowed_media_types": "video",
     }
 
 
-def _socket_timeout(config: SourceConfig) -> float:
-    return config.read_timeout * 0.4
+def _per_read_timeout(config: SourceConfig) -> float:
+    # The H.264 parser holds the last access unit until the next one starts, so a stalled stream
+    # only fails on the second timed-out read: give each read a bit under half the budget.
+    return config.read_timeout * 0.45 if config.is_stream else config.read_timeout
 
 
 def open_source(
@@ -178,20 +175,8 @@ def open_source(
 
 def open_config(config: SourceConfig) -> Source:
     """Open the source `config` describes; use as a context manager."""
-    options = rtsp_options(config) if config.is_stream else {}
     started = time.monotonic()
-    error: SourceError | None = None
-    container: Any = None
-    try:
-        container = av.open(
-            config.url, mode="r", options=options, timeout=(config.open_timeout, config.read_timeout)
-        )
-    except (av.FFmpegError, OSError) as exc:
-        error = _classify(exc, config, time.monotonic() - started, opening=True)
-    if error is not None:
-        # Raised outside the except block so the PyAV error (URL and password in its text and
-        # `filename`) is neither chained nor attached as context.
-        raise error
+    container = _open_container(config)
     try:
         source = Source(container, config)
     except BaseException:
@@ -206,6 +191,24 @@ def open_config(config: SourceConfig) -> Source:
         source.codec,
     )
     return source
+
+
+def _open_container(config: SourceConfig) -> Any:
+    options = rtsp_options(config) if config.is_stream else {}
+    started = time.monotonic()
+    error: SourceError | None = None
+    try:
+        return av.open(
+            config.url,
+            mode="r",
+            options=options,
+            timeout=(config.open_timeout, _per_read_timeout(config)),
+        )
+    except (av.FFmpegError, OSError) as exc:
+        error = _classify(exc, config, time.monotonic() - started, opening=True)
+    # Raised outside the except block so the PyAV error (URL and password in its text and
+    # `filename`) is neither chained nor attached as context.
+    raise error
 
 
 def iter_frames(config: SourceConfig) -> Iterator[DecodedFrame]:
@@ -253,8 +256,11 @@ class Source:
         last_pts = 0.0
         frame_step = 1.0 / (self.fps or 25.0)
         while True:
-            for frame in self._decode_until_end():
+            for n, frame in enumerate(self._decode_until_end()):
                 pts = float(frame.pts * time_base) if frame.pts is not None and time_base else None
+                if pts is None and not self.config.is_stream:
+                    # Raw H.264 files carry no timestamps; number the frames at the nominal rate.
+                    pts = n * frame_step
                 if pts is not None:
                     pts += loop_offset
                     last_pts = pts
@@ -283,8 +289,11 @@ class Source:
             if not self.config.loop:
                 return
             loop_offset = last_pts + frame_step
-            # seek() also flushes the decoder, which the end-of-file drain left in draining mode.
-            self._container.seek(0)
+            # Reopen rather than seek(0): raw H.264 (what the sample server loops) cannot seek,
+            # and a fresh decoder is needed anyway after the end-of-file drain.
+            self._container.close()
+            self._container = _open_container(self.config)
+            self._stream = self._container.streams.video[0]
             logger.debug("looping %s", self.url)
 
     def _decode_until_end(self) -> Iterator[av.VideoFrame]:
@@ -346,17 +355,15 @@ def _classify(
     where = scrub_url(config.url, _url_secrets(config.url))
     detail = f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}"
     phase = "opening" if opening else "reading"
-    limit = config.open_timeout if opening else config.read_timeout
-    if config.is_stream:
-        limit = min(limit, _socket_timeout(config))
+    limit = config.open_timeout if opening else _per_read_timeout(config)
     if isinstance(exc, ConnectionRefusedError):
         return ConnectionRefused(f"connection refused by {where}", url=config.url)
     if isinstance(exc, av.error.HTTPNotFoundError | FileNotFoundError):
         return NotFound(f"no such stream or file: {where} ({detail})", url=config.url)
     if isinstance(exc, av.error.HTTPUnauthorizedError | av.error.HTTPForbiddenError):
         return Unauthorized(f"credentials rejected by {where} ({detail})", url=config.url)
-    # PyAV's own timeout surfaces as ExitError; FFmpeg's socket timeout as TimeoutError — or, in
-    # the middle of the RTSP handshake, as InvalidDataError, recognisable only by the time it took.
+    # PyAV's timeout surfaces as ExitError, or in the middle of the RTSP handshake as
+    # InvalidDataError, recognisable only by the time it took; FFmpeg's own as TimeoutError.
     timed_out = isinstance(exc, av.error.ExitError | TimeoutError) or (
         isinstance(exc, av.error.InvalidDataError) and elapsed >= 0.9 * limit
     )
