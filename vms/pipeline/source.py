@@ -18,7 +18,7 @@ from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import av
 import av.error
@@ -41,7 +41,8 @@ def scrub_url(text: str, secrets: tuple[str, ...] = ()) -> str:
     for secret in secrets:
         # Short secrets would shred ordinary words; the URL patterns above cover those.
         if len(secret) >= 3:
-            text = text.replace(secret, "***")
+            for spelling in (secret, quote(secret, safe="")):
+                text = text.replace(spelling, "***")
     return text
 
 
@@ -136,7 +137,9 @@ def rtsp_options(config: SourceConfig) -> dict[str, str]:
     """FFmpeg demuxer options for a network stream."""
     return {
         "rtsp_transport": "tcp" if config.tcp else "udp",
-        # Without these two FFmpeg buffers about a second of stream before open returns.
+        # Without these two FFmpeg reads about a second of stream before open returns. probesize
+        # is in bytes, so a low-bitrate stream still waits for that much data (~0.6 s for a
+        # 450 kbit/s 640x360 stream, ~0.15 s at 720p).
         "analyzeduration": "0",
         "probesize": str(config.probesize),
         # Never set up audio: we do not process it, and recording sound is a privacy decision
