@@ -34,14 +34,14 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 # Pure frame work never touches the database; the PostgreSQL pass deselects it (-m "not nodb").
-_NODB_DIRS = ("masking",)
+_NODB = ("masking", "pipeline/test_source.py", "pipeline/test_onvif.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     root = Path(__file__).parent
     for item in items:
-        rel = Path(str(item.fspath)).relative_to(root)
-        if rel.parts and rel.parts[0] in _NODB_DIRS:
+        rel = Path(str(item.fspath)).relative_to(root).as_posix()
+        if any(rel == p or rel.startswith(p + "/") for p in _NODB):
             item.add_marker(pytest.mark.nodb)
 
 
