@@ -37,7 +37,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
         items = []
         for err in exc.errors():
-            item = {"code": str(err.get("type", "invalid")), "msg": str(err.get("msg", ""))}
+            msg = str(err.get("msg", ""))
+            # pydantic prefixes messages of custom validators; the prefix helps nobody.
+            msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+            item = {"code": str(err.get("type", "invalid")), "msg": msg}
             field = _field(err.get("loc", ()))
             if field:
                 item["field"] = field
