@@ -19,7 +19,14 @@ $(BIN)/python:
 # torch/torchvision are pinned to the CPU-compatible pair that installs offline here (see
 # shared/sample_media/SOURCES.md); ultralytics comes with the `yolo` extra.
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[$(EXTRAS)]' $(if $(findstring yolo,$(EXTRAS)),torch==2.14.1 torchvision==0.29.1)
+	$(BIN)/pip install -q -e '.[$(EXTRAS)]' 
+	@# ultralytics pulls in the GUI build of OpenCV, which shares the cv2 module with the
+	@# headless build we use: keep exactly one of them.
+	@if $(BIN)/pip show -q opencv-python >/dev/null 2>&1; then \
+	  $(BIN)/pip uninstall -q -y opencv-python && \
+	  $(BIN)/pip install -q --force-reinstall --no-deps \
+	    "opencv-python-headless==$$($(BIN)/pip show opencv-python-headless | awk '/^Version/{print $$2}')"; \
+	fi
 	touch $@
 
 install: $(STAMP)

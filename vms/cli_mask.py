@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from masking import ModelError, PlanError
+from masking import MaskingError, ModelError, PlanError
 from masking.tool import MaskToolError, is_image, load_plan, mask_image, mask_video, preview_file
 
 # The sample models sit beside the repository (../shared/sample_media/models); the app's
@@ -53,6 +53,7 @@ def mask(
                 TimeRemainingColumn(),
                 console=err,
                 transient=True,
+                disable=not err.is_terminal,
             ) as bar:
                 task = bar.add_task(f"masking {input.name}", total=None)
 
@@ -76,6 +77,6 @@ def mask(
     except PlanError as exc:
         err.print(f"error: bad plan {plan}: {exc}", markup=False, soft_wrap=True)
         raise typer.Exit(2) from exc
-    except (MaskToolError, ModelError) as exc:
+    except (MaskToolError, ModelError, MaskingError) as exc:
         err.print(f"error: {exc}", markup=False, soft_wrap=True)
         raise typer.Exit(1) from exc
