@@ -28,6 +28,10 @@ class Segment(Base):
         # The sweep asks "which segments of this camera ended before the cut-off": (camera, end).
         Index("ix_segments_camera_end", "camera_id", "end"),
         Index("ix_segments_camera_start", "camera_id", "start"),
+        # A restarted sweep looks for rows left "deleting" without reading the whole index.
+        Index("ix_segments_state", "state"),
+        # Receipts cite segment ids: SQLite must never hand a deleted segment's id to a new one.
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
