@@ -9,12 +9,11 @@ camera X since T" is an indexed query on the audit log.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from registry import service as registry_service
@@ -101,64 +100,21 @@ def write(session: Session, *, at: dt.datetime, **fields: Any) -> AuditEntry:
 
 
 def write_many(session: Session, items: Sequence[ReceiptData], *, at: dt.datetime) -> None:
-    """A batch of receipts appended to the audit chain in one INSERT.
-
-    Same entries, hashes and serialisation as `audit.record` (each hash covers the entry and the
-    previous hash; `audit.verify_chain` checks them like any other), but the chain head is read
-    once per batch instead of once per entry: a sweep writes thousands of receipts.
-    """
-    if not items:
-        return
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": audit_lock_key()})
-    session.flush()
-    last = session.execute(
-        select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)
-    ).first()
-    seq, prev = (last[0] + 1, last[1]) if last else (1, audit.GENESIS)
-    when = at.astimezone(dt.UTC)
-    rows: list[dict[str, Any]] = []
-    for item in items:
-        entry = AuditEntry(
-            seq=seq,
-            at=when,
-            actor_id=None,
-            actor_email=None,
-            organisation_id=item.organisation_id,
-            action=action_for(item.rule),
-            target_type=TARGET,
-            target_id=str(item.camera_id),
-            details=json.loads(json.dumps(item.details(), default=str)),
-            prev_hash=prev,
-            hash="",
-        )
-        entry.hash = audit.compute_hash(entry)
-        prev = entry.hash
-        seq += 1
-        rows.append({c: getattr(entry, c) for c in _AUDIT_COLUMNS})
-    # Core executemany: the ids are not needed back, which lets every backend batch the rows.
-    session.execute(insert(AuditEntry), rows)
-
-
-_AUDIT_COLUMNS = (
-    "seq",
-    "at",
-    "actor_id",
-    "actor_email",
-    "organisation_id",
-    "action",
-    "target_type",
-    "target_id",
-    "details",
-    "prev_hash",
-    "hash",
-)
-
-
-def audit_lock_key() -> int:
-    """The advisory lock that serialises audit appends on PostgreSQL (vms.core.audit's)."""
-    key: int = audit._PG_LOCK_KEY
-    return key
+    """A batch of receipts appended to the audit chain in one INSERT."""
+    audit.record_many(
+        session,
+        [
+            audit.NewEntry(
+                action=action_for(item.rule),
+                organisation_id=item.organisation_id,
+                target_type=TARGET,
+                target_id=item.camera_id,
+                details=item.details(),
+            )
+            for item in items
+        ],
+        at=at,
+    )
 
 
 def _dt(value: object) -> dt.datetime | None:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import Select, func, select, text
+from sqlalchemy import Select, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from vms.core.db import utcnow
@@ -55,6 +55,54 @@ def compute_hash(entry: AuditEntry) -> str:
     return hashlib.sha256(_canonical(entry)).hexdigest()
 
 
+@dataclass(frozen=True)
+class NewEntry:
+    """One entry to append with `record_many`."""
+
+    action: str
+    organisation_id: int | None = None
+    target_type: str | None = None
+    target_id: object | None = None
+    details: dict[str, Any] | None = None
+    actor: Actor | None = None
+
+
+def _lock_and_head(session: Session) -> tuple[int, str]:
+    """Serialise appenders and return the next sequence number and the current head hash."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+    session.flush()
+    last = session.execute(
+        select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)
+    ).first()
+    return (last[0] + 1, last[1]) if last else (1, GENESIS)
+
+
+def _build(item: NewEntry, *, seq: int, prev: str, at: dt.datetime) -> AuditEntry:
+    actor = item.actor
+    # Round-trip through JSON now so the hash covers exactly what the database will return.
+    clean_details = json.loads(json.dumps(item.details or {}, default=str))
+    entry = AuditEntry(
+        seq=seq,
+        at=at.astimezone(dt.UTC),
+        actor_id=actor.user_id if actor else None,
+        actor_email=actor.email if actor else None,
+        organisation_id=(
+            item.organisation_id
+            if item.organisation_id is not None
+            else (actor.organisation_id if actor else None)
+        ),
+        action=item.action,
+        target_type=item.target_type,
+        target_id=None if item.target_id is None else str(item.target_id),
+        details=clean_details,
+        prev_hash=prev,
+        hash="",
+    )
+    entry.hash = compute_hash(entry)
+    return entry
+
+
 def record(
     session: Session,
     *,
@@ -67,35 +115,45 @@ def record(
     at: dt.datetime | None = None,
 ) -> AuditEntry:
     """Append one entry in the caller's transaction (so it commits or rolls back with the act)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
-    last = session.execute(
-        select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)
-    ).first()
-    seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
-    # Round-trip through JSON now so the hash covers exactly what the database will return.
-    clean_details = json.loads(json.dumps(details or {}, default=str))
-    entry = AuditEntry(
-        seq=seq,
-        at=(at or utcnow()).astimezone(dt.UTC),
-        actor_id=actor.user_id if actor else None,
-        actor_email=actor.email if actor else None,
-        organisation_id=(
-            organisation_id
-            if organisation_id is not None
-            else (actor.organisation_id if actor else None)
-        ),
-        action=action,
-        target_type=target_type,
-        target_id=None if target_id is None else str(target_id),
-        details=clean_details,
-        prev_hash=prev,
-        hash="",
-    )
-    entry.hash = compute_hash(entry)
+    seq, prev = _lock_and_head(session)
+    item = NewEntry(action, organisation_id, target_type, target_id, details, actor)
+    entry = _build(item, seq=seq, prev=prev, at=at or utcnow())
     session.add(entry)
     session.flush()
     return entry
+
+
+_COLUMNS = (
+    "seq",
+    "at",
+    "actor_id",
+    "actor_email",
+    "organisation_id",
+    "action",
+    "target_type",
+    "target_id",
+    "details",
+    "prev_hash",
+    "hash",
+)
+
+
+def record_many(
+    session: Session, items: Sequence[NewEntry], *, at: dt.datetime | None = None
+) -> None:
+    """Append a batch in one INSERT: the chain head is read once, not once per entry (a
+    retention sweep writes thousands of receipts). Same hashes as `record`."""
+    if not items:
+        return
+    seq, prev = _lock_and_head(session)
+    when = at or utcnow()
+    rows: list[dict[str, Any]] = []
+    for item in items:
+        entry = _build(item, seq=seq, prev=prev, at=when)
+        rows.append({c: getattr(entry, c) for c in _COLUMNS})
+        prev, seq = entry.hash, seq + 1
+    # Core executemany: no ids needed back, which lets every backend batch the rows.
+    session.execute(insert(AuditEntry), rows)
 
 
 @dataclass(frozen=True)
