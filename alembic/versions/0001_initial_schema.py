@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 04:01:30.894771
+Create Date: 2026-11-22 05:40:14.854254
 """
 
 from collections.abc import Sequence
@@ -52,6 +52,21 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_organisations')),
     sa.UniqueConstraint('name', name=op.f('uq_organisations_name'))
     )
+    op.create_table('retention_sweeps',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('started_at', vms.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('finished_at', vms.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('dry_run', sa.Boolean(), nullable=False),
+    sa.Column('deleted', sa.Integer(), nullable=False),
+    sa.Column('deleted_bytes', sa.BigInteger(), nullable=False),
+    sa.Column('pressure_deleted', sa.Integer(), nullable=False),
+    sa.Column('recovered', sa.Integer(), nullable=False),
+    sa.Column('shortened', sa.JSON(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_retention_sweeps'))
+    )
+    with op.batch_alter_table('retention_sweeps', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_retention_sweeps_started_at'), ['started_at'], unique=False)
+
     op.create_table('legal_bases',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('organisation_id', sa.Integer(), nullable=False),
@@ -214,6 +229,58 @@ def upgrade() -> None:
     with op.batch_alter_table('dpo_assignments', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_dpo_assignments_user_id'), ['user_id'], unique=False)
 
+    op.create_table('export_requests',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('requester_id', sa.Integer(), nullable=False),
+    sa.Column('requester_organisation_id', sa.Integer(), nullable=False),
+    sa.Column('organisation_id', sa.Integer(), nullable=False),
+    sa.Column('camera_ids', sa.JSON(), nullable=False),
+    sa.Column('case_number', sa.String(length=64), nullable=False),
+    sa.Column('legal_ground_category', sa.Enum('preliminary_investigation', 'crime_prevention', 'danger_to_life_or_health', 'court_order', 'other', name='legalgroundcategory', native_enum=False, length=32), nullable=False),
+    sa.Column('legal_ground_text', sa.Text(), nullable=False),
+    sa.Column('officer', sa.String(length=200), nullable=False),
+    sa.Column('unit', sa.String(length=200), nullable=False),
+    sa.Column('reason', sa.Text(), nullable=False),
+    sa.Column('start', vms.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('end', vms.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('status', sa.Enum('requested', 'approved', 'building', 'ready', 'downloaded', 'rejected', 'failed', 'expired', 'closed', name='exportstatus', native_enum=False, length=32), nullable=False),
+    sa.Column('progress', sa.Integer(), nullable=False),
+    sa.Column('hold_id', sa.Integer(), nullable=True),
+    sa.Column('keep_hold', sa.Boolean(), nullable=False),
+    sa.Column('decided_by', sa.Integer(), nullable=True),
+    sa.Column('decided_at', vms.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('decision_note', sa.Text(), nullable=True),
+    sa.Column('failure_reason', sa.Text(), nullable=True),
+    sa.Column('build_started_at', vms.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('built_at', vms.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('package_path', sa.String(length=500), nullable=True),
+    sa.Column('package_sha256', sa.String(length=64), nullable=True),
+    sa.Column('package_size', sa.BigInteger(), nullable=True),
+    sa.Column('manifest_sha256', sa.String(length=64), nullable=True),
+    sa.Column('expires_at', vms.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('download_count', sa.Integer(), nullable=False),
+    sa.Column('last_downloaded_at', vms.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('closed_at', vms.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('closed_by', sa.Integer(), nullable=True),
+    sa.Column('close_reason', sa.Text(), nullable=True),
+    sa.Column('created_at', vms.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', vms.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['closed_by'], ['users.id'], name=op.f('fk_export_requests_closed_by_users')),
+    sa.ForeignKeyConstraint(['decided_by'], ['users.id'], name=op.f('fk_export_requests_decided_by_users')),
+    sa.ForeignKeyConstraint(['organisation_id'], ['organisations.id'], name=op.f('fk_export_requests_organisation_id_organisations')),
+    sa.ForeignKeyConstraint(['requester_id'], ['users.id'], name=op.f('fk_export_requests_requester_id_users')),
+    sa.ForeignKeyConstraint(['requester_organisation_id'], ['organisations.id'], name=op.f('fk_export_requests_requester_organisation_id_organisations')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_export_requests'))
+    )
+    with op.batch_alter_table('export_requests', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_export_requests_case_number'), ['case_number'], unique=False)
+        batch_op.create_index(batch_op.f('ix_export_requests_expires_at'), ['expires_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_export_requests_hold_id'), ['hold_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_export_requests_organisation_id'), ['organisation_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_export_requests_requester_id'), ['requester_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_export_requests_requester_organisation_id'), ['requester_organisation_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_export_requests_status'), ['status'], unique=False)
+
     op.create_table('legal_basis_documents',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('legal_basis_id', sa.Integer(), nullable=False),
@@ -280,16 +347,18 @@ def upgrade() -> None:
     sa.Column('width', sa.Integer(), nullable=False),
     sa.Column('height', sa.Integer(), nullable=False),
     sa.Column('frames', sa.Integer(), nullable=False),
-    sa.Column('state', sa.Enum('ok', 'missing', name='segmentstate', native_enum=False, length=16), nullable=False),
+    sa.Column('state', sa.Enum('ok', 'missing', 'deleting', name='segmentstate', native_enum=False, length=16), nullable=False),
     sa.Column('created_at', vms.core.db.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['camera_id'], ['cameras.id'], name=op.f('fk_segments_camera_id_cameras')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_segments')),
-    sa.UniqueConstraint('path', name=op.f('uq_segments_path'))
+    sa.UniqueConstraint('path', name=op.f('uq_segments_path')),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('segments', schema=None) as batch_op:
         batch_op.create_index('ix_segments_camera_end', ['camera_id', 'end'], unique=False)
         batch_op.create_index('ix_segments_camera_start', ['camera_id', 'start'], unique=False)
         batch_op.create_index(batch_op.f('ix_segments_end'), ['end'], unique=False)
+        batch_op.create_index('ix_segments_state', ['state'], unique=False)
 
     # ### end Alembic commands ###
 
@@ -297,6 +366,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
     with op.batch_alter_table('segments', schema=None) as batch_op:
+        batch_op.drop_index('ix_segments_state')
         batch_op.drop_index(batch_op.f('ix_segments_end'))
         batch_op.drop_index('ix_segments_camera_start')
         batch_op.drop_index('ix_segments_camera_end')
@@ -319,6 +389,16 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_legal_basis_documents_legal_basis_id'))
 
     op.drop_table('legal_basis_documents')
+    with op.batch_alter_table('export_requests', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_export_requests_status'))
+        batch_op.drop_index(batch_op.f('ix_export_requests_requester_organisation_id'))
+        batch_op.drop_index(batch_op.f('ix_export_requests_requester_id'))
+        batch_op.drop_index(batch_op.f('ix_export_requests_organisation_id'))
+        batch_op.drop_index(batch_op.f('ix_export_requests_hold_id'))
+        batch_op.drop_index(batch_op.f('ix_export_requests_expires_at'))
+        batch_op.drop_index(batch_op.f('ix_export_requests_case_number'))
+
+    op.drop_table('export_requests')
     with op.batch_alter_table('dpo_assignments', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_dpo_assignments_user_id'))
 
@@ -353,6 +433,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_legal_bases_organisation_id'))
 
     op.drop_table('legal_bases')
+    with op.batch_alter_table('retention_sweeps', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_retention_sweeps_started_at'))
+
+    op.drop_table('retention_sweeps')
     op.drop_table('organisations')
     with op.batch_alter_table('audit_log', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_audit_log_target_id'))
