@@ -34,7 +34,7 @@ from retention.schemas import RetentionReportRead
 from retention.sweep import SweepReport, sweep
 from vms.core import audit
 from vms.core.auth import Principal
-from vms.core.errors import InvalidInput
+from vms.core.errors import InvalidInput, NotFound
 from vms.core.pagination import PageParams
 
 logger = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ __all__ = [
     "count_recordings",
     "create_hold",
     "get_hold_or_raise",
+    "get_segment_or_raise",
     "hold_camera_ids",
     "hold_is_active",
     "list_holds",
@@ -56,6 +57,7 @@ __all__ = [
     "list_recordings",
     "open_gap",
     "release_hold",
+    "resolve_segment_file",
     "retention_report",
     "segment_path",
     "sweep",
@@ -191,6 +193,26 @@ def close_open_gaps_at_startup(*, session: Session, at: dt.datetime) -> int:
     if closed:
         logger.info("closed %s recording gaps left open by the previous run", closed)
     return closed
+
+
+def get_segment_or_raise(*, session: Session, segment_id: int, principal: Principal) -> Segment:
+    """One playable segment of a camera the principal may read (404 otherwise, also across
+    organisations: the segment's existence is not revealed)."""
+    segment = session.get(Segment, segment_id)
+    if segment is None or segment.state is not SegmentState.ok:
+        raise NotFound("recording not found", field="segment_id")
+    try:
+        registry_service.get_camera_or_raise(
+            session=session, camera_id=segment.camera_id, principal=principal
+        )
+    except NotFound as exc:
+        raise NotFound("recording not found", field="segment_id") from exc
+    return segment
+
+
+def resolve_segment_file(data_dir: Path, segment: Segment) -> Path:
+    """The segment's file (its index path resolved inside the data dir)."""
+    return resolve(data_dir, segment.path)
 
 
 def list_recordings(

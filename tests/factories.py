@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import itertools
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy.orm import Session
 
 from permits.models import BasisKind, BasisStatus, LegalBasis
 from registry.models import Camera, CameraMode, CameraStatus, MaskPlanVersion, Site, SourceKind
+from retention.models import LegalHold, Segment
 from vms.core import accounts
 from vms.core.auth import Principal, issue_token, principal_for
 from vms.core.crypto import SecretBox, split_credentials
@@ -222,6 +225,166 @@ class Factory:
             )
             self.session.flush()
         return row
+
+    def segment(
+        self,
+        camera: Camera,
+        *,
+        start: dt.datetime | None = None,
+        end: dt.datetime | None = None,
+        minutes: float = 10,
+        data_dir: Path | None = None,
+        content: bytes | None = None,
+        size_bytes: int | None = None,
+    ) -> Segment:
+        """An indexed segment through retention.service.add_segment. With `data_dir`, its file
+        is written too (placeholder bytes unless `content` is given: tests of the index and the
+        sweep do not decode)."""
+        from retention import service as retention_service
+        from retention.paths import relative_segment_path
+
+        start = start or utcnow() - dt.timedelta(minutes=minutes)
+        end = end or start + dt.timedelta(minutes=minutes)
+        rel = relative_segment_path(camera.id, start)
+        data = content if content is not None else f"{camera.id}:{start.isoformat()}".encode()
+        if data_dir is not None:
+            path = data_dir / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        return retention_service.add_segment(
+            session=self.session,
+            camera_id=camera.id,
+            start=start,
+            end=end,
+            path=rel,
+            size_bytes=size_bytes if size_bytes is not None else len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+            mask_plan_hash=camera.mask_plan_hash,
+            codec="h264",
+            width=64,
+            height=48,
+            frames=25,
+        )
+
+    def hold(
+        self,
+        cameras: list[Camera],
+        *,
+        by: Actor | None = None,
+        start: dt.datetime | None = None,
+        end: dt.datetime | None = None,
+        case_number: str | None = None,
+        reason: str = "Skadegörelse, förundersökning",
+        expires_at: dt.datetime | None = None,
+        now: dt.datetime | None = None,
+    ) -> LegalHold:
+        """A legal hold through retention.service.create_hold (by a new admin unless `by`)."""
+        from retention import service as retention_service
+
+        actor = by or self.user(Role.admin, password=None)
+        now = now or utcnow()
+        return retention_service.create_hold(
+            session=self.session,
+            actor=actor.principal,
+            camera_ids=[c.id for c in cameras],
+            start=start or now - dt.timedelta(days=30),
+            end=end or now,
+            case_number=case_number or f"K{next(_seq)}-25",
+            reason=reason,
+            expires_at=expires_at,
+            now=now,
+        )
+
+    # --- exports -------------------------------------------------------------------------------
+
+    def recording(
+        self,
+        camera: Camera,
+        data_dir: Path,
+        *,
+        start: dt.datetime,
+        segments: int = 3,
+        seconds: int = 3,
+        fps: int = 10,
+        bframes: int = 0,
+    ) -> list[Segment]:
+        """Real H.264 segments (frames stamped with their index, see tests/export/media.py),
+        back to back from `start`, written under `data_dir` and indexed."""
+        import tempfile
+
+        from tests.export.media import make_segment
+
+        rows = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for i in range(segments):
+                made = make_segment(
+                    Path(tmp) / f"{i}.mp4",
+                    start=start + dt.timedelta(seconds=i * seconds),
+                    first_index=i * seconds * fps,
+                    frames=seconds * fps,
+                    fps=fps,
+                    bframes=bframes,
+                )
+                rows.append(
+                    self.segment(
+                        camera,
+                        start=made.start,
+                        end=made.end,
+                        data_dir=data_dir,
+                        content=made.path.read_bytes(),
+                    )
+                )
+        return rows
+
+    def export_request(
+        self,
+        camera: Camera,
+        requester: Actor | None = None,
+        *,
+        status: str = "requested",
+        data_dir: Path | None = None,
+        case_number: str | None = None,
+    ) -> Any:
+        """A police export request for `camera` through the export service (placeholder footage
+        is indexed first). Later states are set directly; `ready`/`downloaded` need `data_dir`
+        and get a small zip as the package."""
+        from vms.export import service as export_service
+        from vms.export.models import ExportStatus
+        from vms.export.schemas import ExportCreate
+
+        requester = requester or self.user(Role.police, password=None)
+        now = utcnow()
+        start = now - dt.timedelta(minutes=30)
+        self.segment(camera, start=start, end=start + dt.timedelta(minutes=10))
+        req = export_service.create_request(
+            session=self.session,
+            actor=requester.principal,
+            data=ExportCreate.model_validate(
+                {
+                    "case_number": case_number or f"5000-K{next(_seq)}-25",
+                    "legal_ground": {"category": "preliminary_investigation", "text": "RB 27 kap."},
+                    "officer": "Anna Andersson",
+                    "unit": "LPO City",
+                    "camera_ids": [camera.id],
+                    "start": start,
+                    "end": start + dt.timedelta(minutes=5),
+                    "reason": "Misshandel vid entrén",
+                }
+            ),
+        )
+        req.status = ExportStatus(status)
+        if req.status in (ExportStatus.ready, ExportStatus.downloaded):
+            assert data_dir is not None, "a ready package needs data_dir"
+            rel = f"exports/export-{req.id}.zip"
+            path = data_dir / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"PK\x05\x06" + b"\x00" * 18)  # an empty zip
+            req.package_path = rel
+            req.package_sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+            req.package_size = path.stat().st_size
+            req.expires_at = now + dt.timedelta(hours=1)
+        self.session.flush()
+        return req
 
 
 def _test_box() -> SecretBox:

@@ -5,5 +5,13 @@ from registry import models as registry_models
 from retention import models as retention_models
 from vms.core import models as core_models
 from vms.core.db import Base
+from vms.export import models as export_models
 
-__all__ = ["Base", "core_models", "permits_models", "registry_models", "retention_models"]
+__all__ = [
+    "Base",
+    "core_models",
+    "export_models",
+    "permits_models",
+    "registry_models",
+    "retention_models",
+]

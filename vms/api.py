@@ -12,6 +12,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine, text
 
 import vms
+from permits.router import router as permits_router
+from registry.router import router as registry_router
+from retention.router import router as retention_router
+from retention.sweeper import RetentionSweeper
 from vms.core import router as core_router
 from vms.core.config import Settings
 from vms.core.crypto import SecretBox
@@ -19,6 +23,11 @@ from vms.core.db import make_engine, make_sessionmaker
 from vms.core.deps import SessionDep
 from vms.core.http import BodySizeLimit, install_error_handlers
 from vms.core.schemas import HealthRead
+from vms.export.router import router as export_router
+from vms.export.worker import ExportWorker
+from vms.pipeline.router import metrics_router as pipeline_metrics_router
+from vms.pipeline.router import router as pipeline_router
+from vms.pipeline.supervisor import PipelineSupervisor
 
 logger = logging.getLogger(__name__)
 
@@ -34,12 +43,31 @@ class BackgroundService(Protocol):
 def _domain_routers() -> list[APIRouter]:
     routers: list[APIRouter] = [core_router.router]
     # Each domain mounts its own router here.
+    routers.append(retention_router)
+    routers.extend([registry_router, permits_router])
+    # Before the registry's: `/cameras/near` must not be taken for `/cameras/{camera_id}`.
+    routers.insert(1, export_router)
+    routers.extend([pipeline_router, pipeline_metrics_router])
     return routers
 
 
 def _background_services(app: FastAPI) -> list[BackgroundService]:
     services: list[BackgroundService] = []
     # Each domain that runs in the background adds its service here.
+    services.append(
+        RetentionSweeper(
+            sessions=app.state.sessionmaker,
+            data_dir=app.state.settings.data_dir,
+            settings=app.state.settings.retention,
+        )
+    )
+    services.append(ExportWorker(sessions=app.state.sessionmaker, settings=app.state.settings))
+    if app.state.settings.pipeline.enabled:
+        # The routes find the running supervisor here (live frames, status, metrics).
+        app.state.pipeline = PipelineSupervisor(
+            app.state.settings, secret_box=app.state.secret_box
+        )
+        services.append(app.state.pipeline)
     return services
 
 

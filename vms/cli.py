@@ -15,21 +15,29 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from registry.cli import registry_app
+from retention.cli import retention_app
+from vms.cli_mask import mask
 from vms.core import accounts, audit, migrate
 from vms.core.config import Settings, generate_key
 from vms.core.db import make_engine, make_sessionmaker, session_scope
 from vms.core.errors import ConfigError, DomainError
 from vms.core.models import Role, User
+from vms.export.cli import export_app
 
 app = typer.Typer(help="vms: privacy-first video management.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 orgs_app = typer.Typer(help="Organisations.", no_args_is_help=True)
 users_app = typer.Typer(help="Users.", no_args_is_help=True)
 audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
+app.command("mask")(mask)
 app.add_typer(db_app, name="db")
 app.add_typer(orgs_app, name="orgs")
 app.add_typer(users_app, name="users")
 app.add_typer(audit_app, name="audit")
+app.add_typer(export_app, name="export")
+app.add_typer(retention_app, name="retention")
+app.add_typer(registry_app, name="registry")
 
 logger = logging.getLogger("vms")
 
@@ -195,6 +203,9 @@ def ensure_admin(settings: Settings) -> None:
 @app.command()
 def serve(
     migrate_db: Annotated[bool, typer.Option("--migrate/--no-migrate")] = True,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="add demo cameras from the sample footage (VMS_DEMO=1)")
+    ] = False,
 ) -> None:
     """Run the API with the pipeline and the retention sweeper."""
     import uvicorn
@@ -209,9 +220,19 @@ def serve(
     if migrate_db:
         migrate.upgrade(settings.db_url)
     ensure_admin(settings)
-    application = create_app(settings, run_background=True)
-    typer.echo(f"vms listening on http://{settings.host}:{settings.port} (docs at /docs)")
-    uvicorn.run(application, host=settings.host, port=settings.port, log_level="info")
+    demo_cameras = None
+    if demo or settings.demo:
+        from vms.demo import Demo
+
+        demo_cameras = Demo(settings)
+        demo_cameras.start()
+    try:
+        application = create_app(settings, run_background=True)
+        typer.echo(f"vms listening on http://{settings.host}:{settings.port} (docs at /docs)")
+        uvicorn.run(application, host=settings.host, port=settings.port, log_level="info")
+    finally:
+        if demo_cameras is not None:
+            demo_cameras.stop()
 
 
 def main() -> None:
