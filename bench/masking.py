@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import cv2
@@ -138,7 +139,9 @@ def yuv_step(masker: Masker) -> Step:
 
 def bgr_step(masker: Masker) -> Step:
     def step(frame: av.VideoFrame) -> av.VideoFrame:
-        img = np.asarray(frame.to_ndarray(format="bgr24"))
+        img: np.ndarray[Any, np.dtype[np.uint8]] = np.asarray(
+            frame.to_ndarray(format="bgr24"), dtype=np.uint8
+        )
         masker.apply_bgr(img)
         out: av.VideoFrame = av.VideoFrame.from_ndarray(img, format="bgr24")
         return out

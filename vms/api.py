@@ -64,9 +64,7 @@ def _background_services(app: FastAPI) -> list[BackgroundService]:
     services.append(ExportWorker(sessions=app.state.sessionmaker, settings=app.state.settings))
     if app.state.settings.pipeline.enabled:
         # The routes find the running supervisor here (live frames, status, metrics).
-        app.state.pipeline = PipelineSupervisor(
-            app.state.settings, secret_box=app.state.secret_box
-        )
+        app.state.pipeline = PipelineSupervisor(app.state.settings, secret_box=app.state.secret_box)
         services.append(app.state.pipeline)
     return services
 
