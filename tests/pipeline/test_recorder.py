@@ -144,6 +144,7 @@ def test_recovery_discards_partials_and_indexes_a_file_that_missed_its_row(
     index = MemoryIndex()
     rec = recorder(data_dir, index)
     feed(rec, 30)  # one indexed segment, a second one open
+    rec.drain()  # the first segment is finalised on another thread
     kept = dict(index.rows)
     index.fail = Crash()
     with pytest.raises(Crash):
@@ -178,6 +179,7 @@ def test_recovery_leaves_files_that_are_not_ours(data_dir: Path) -> None:
     index = MemoryIndex()
     rec = recorder(data_dir, index)
     feed(rec, 30)
+    rec.drain()
     rec.discard()
     stray = next(iter(index.rows))
     index.rows.clear()  # a file whose provenance is fine, but the row is...

@@ -272,6 +272,11 @@ class SegmentRecorder:
         self.raise_failures()
         return job.result() if job is not None else None
 
+    def drain(self) -> None:
+        """Wait until every segment handed over so far is finalised (the open one stays open)."""
+        futures.wait(self._pending)
+        self.raise_failures()
+
     def raise_failures(self) -> None:
         """Raise the first error of a finished finalising job (and drop the open segment)."""
         done = [f for f in self._pending if f.done()]
