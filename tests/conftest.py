@@ -110,8 +110,14 @@ def app(settings: Settings, engine: Engine, session: Session) -> FastAPI:
     application = create_app(settings, engine=engine)
 
     def _session() -> Iterator[Session]:
-        yield session
-        session.commit()
+        # Like vms.core.deps.get_session: a failed request rolls back (here: to the savepoint),
+        # so one refused request does not poison the next one on PostgreSQL.
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
 
     application.dependency_overrides[get_session] = _session
     return application
