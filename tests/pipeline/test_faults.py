@@ -9,7 +9,6 @@ import hashlib
 import logging
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,6 +34,7 @@ from tests.pipeline.conftest import (
     status_where,
     wait_for,
 )
+from tests.pipeline.disk import tiny_tmpfs
 from vms.core.config import Settings
 from vms.core.models import AuditEntry
 from vms.pipeline.status import RecordingState
@@ -230,20 +230,8 @@ def test_worker_killed_mid_segment_is_restarted_and_files_match_the_index(
 @pytest.fixture
 def small_data_dir(tmp_path: Path) -> Iterator[Path]:
     """A 400 kB tmpfs as the data folder: the disk really runs full (ENOSPC)."""
-    mount = tmp_path / "small-data"
-    mount.mkdir()
-    proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        pytest.fail(f"this test needs root to mount a small tmpfs: {proc.stderr.strip()}")
-    try:
+    with tiny_tmpfs(tmp_path / "small-data", "400k") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_disk_full_stops_recording_and_keeps_indexed_footage(

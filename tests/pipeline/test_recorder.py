@@ -9,7 +9,6 @@ import hashlib
 import json
 import multiprocessing
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 import pytest
 
 from retention.paths import parse_relative
+from tests.pipeline.disk import tiny_tmpfs
 from vms.pipeline.live import PREVIEW_RAW, LiveChannel
 from vms.pipeline.recorder import (
     DiskFull,
@@ -192,20 +192,8 @@ def test_recovery_leaves_files_that_are_not_ours(data_dir: Path) -> None:
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     """A 600 kB tmpfs: a real disk-full (ENOSPC), not a simulated one."""
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        pytest.fail(f"this test needs root to mount a small tmpfs: {proc.stderr.strip()}")
-    try:
+    with tiny_tmpfs(tmp_path / "tiny", "600k") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_disk_full_discards_the_partial_and_keeps_what_is_indexed(tiny_disk: Path) -> None:
