@@ -110,14 +110,19 @@ def app(settings: Settings, engine: Engine, session: Session) -> FastAPI:
     application = create_app(settings, engine=engine)
 
     def _session() -> Iterator[Session]:
-        # Like vms.core.deps.get_session: a failed request rolls back (here: to the savepoint),
-        # so one refused request does not poison the next one on PostgreSQL.
+        # Like vms.core.deps.get_session: a failed request is rolled back, but only its own
+        # work (a SAVEPOINT per request), not the test's set-up, so one refused request does not
+        # poison the next one on PostgreSQL.
+        request_tx = session.begin_nested()
         try:
             yield session
-            session.commit()
         except BaseException:
-            session.rollback()
+            if request_tx.is_active:
+                request_tx.rollback()
             raise
+        if request_tx.is_active:
+            request_tx.commit()
+        session.commit()
 
     application.dependency_overrides[get_session] = _session
     return application
