@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from permits.models import BasisKind, BasisStatus, LegalBasis, LegalBasisDocument
@@ -21,7 +21,7 @@ from permits.policy import JUSTIFICATION_THRESHOLD_HOURS, BasisFacts, basis_in_f
 from permits.schemas import DocumentRead, LegalBasisCreate, LegalBasisRead
 from vms.core import accounts, audit
 from vms.core.auth import Principal
-from vms.core.db import utcnow
+from vms.core.db import count_rows, utcnow
 from vms.core.errors import Conflict, ErrorItem, InvalidInput, NotFound
 from vms.core.models import Role
 from vms.core.pagination import PageParams
@@ -155,7 +155,7 @@ def list_bases(
         stmt = stmt.where(LegalBasis.status == status)
     if kind is not None:
         stmt = stmt.where(LegalBasis.kind == kind)
-    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    total = count_rows(session, stmt)
     rows = session.scalars(stmt.order_by(LegalBasis.id).limit(page.limit).offset(page.offset))
     return list(rows), total
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from masking import PlanError, parse_plan, plan_hash
@@ -52,7 +52,7 @@ from registry.schemas import (
 from vms.core import accounts, audit
 from vms.core.auth import Principal
 from vms.core.crypto import SecretBox, join_credentials, scrub, split_credentials
-from vms.core.db import utcnow
+from vms.core.db import count_rows, utcnow
 from vms.core.errors import Conflict, ErrorItem, InvalidInput, NotFound
 from vms.core.pagination import PageParams
 
@@ -205,7 +205,7 @@ def list_sites(
     scope = read_scope(principal, organisation_id)
     if scope is not None:
         stmt = stmt.where(Site.organisation_id.in_(scope))
-    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    total = count_rows(session, stmt)
     rows = session.scalars(stmt.order_by(Site.id).limit(page.limit).offset(page.offset))
     return list(rows), total
 
@@ -845,7 +845,7 @@ def list_cameras(
     stmt = stmt.order_by(Camera.id)
     now = utcnow()
     if permit_status_is is None:
-        total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+        total = count_rows(session, stmt)
         rows = list(session.scalars(stmt.limit(page.limit).offset(page.offset)))
         facts = facts_many(session=session, cameras=rows)
         return [camera_read(c, f, now) for c, f in zip(rows, facts, strict=True)], total

@@ -13,13 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from registry import service as registry_service
 from retention.rules import RULE_RETENTION
 from vms.core import audit
 from vms.core.auth import Principal
+from vms.core.db import count_rows
 from vms.core.errors import Forbidden
 from vms.core.models import AuditEntry, Role
 
@@ -169,7 +170,7 @@ def list_receipts(
         since=since,
         until=until,
     )
-    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    total = count_rows(session, stmt)
     rows = session.scalars(stmt.order_by(AuditEntry.seq).limit(limit).offset(offset))
     return [from_entry(e) for e in rows], int(total)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -16,7 +16,7 @@ from vms.core.auth import (
     token_digest,
     verify_password,
 )
-from vms.core.db import utcnow
+from vms.core.db import count_rows, utcnow
 from vms.core.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from vms.core.models import ApiToken, DpoAssignment, Organisation, Role, User
 from vms.core.pagination import PageParams
@@ -46,7 +46,7 @@ def list_organisations(
     ids = principal.readable_org_ids()
     if ids is not None:
         stmt = stmt.where(Organisation.id.in_(ids))
-    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    total = count_rows(session, stmt)
     rows = session.scalars(stmt.order_by(Organisation.id).limit(page.limit).offset(page.offset))
     return list(rows), total
 
@@ -123,7 +123,7 @@ def list_users(
         stmt = stmt.where(User.organisation_id.in_(ids))
     if organisation_id is not None:
         stmt = stmt.where(User.organisation_id == organisation_id)
-    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    total = count_rows(session, stmt)
     rows = session.scalars(stmt.order_by(User.id).limit(page.limit).offset(page.offset))
     return list(rows), total
 

@@ -13,10 +13,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import Select, func, insert, select, text
+from sqlalchemy import Select, insert, select, text
 from sqlalchemy.orm import Session
 
-from vms.core.db import utcnow
+from vms.core.db import count_rows, utcnow
 from vms.core.models import AuditEntry
 
 GENESIS = "0" * 64
@@ -231,7 +231,7 @@ def list_entries(
 ) -> tuple[list[AuditEntry], int]:
     """One page of entries, newest first, and the total that match."""
     stmt = list_query(organisation_ids=organisation_ids, **filters)
-    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    total = count_rows(session, stmt)
     rows = session.scalars(stmt.order_by(AuditEntry.seq.desc()).limit(limit).offset(offset))
     return list(rows.all()), total
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from registry import service as registry_service
@@ -33,7 +33,7 @@ from vms.core import audit
 from vms.core.auth import Principal
 from vms.core.config import Settings
 from vms.core.crypto import SecretBox
-from vms.core.db import utcnow
+from vms.core.db import count_rows, utcnow
 from vms.core.errors import Conflict, ErrorItem, Forbidden, InvalidInput, NotFound
 from vms.core.models import Role, User
 from vms.core.pagination import PageParams
@@ -200,7 +200,7 @@ def list_requests(
         stmt = stmt.where(ExportRequest.status == status)
     if case_number:
         stmt = stmt.where(ExportRequest.case_number == case_number)
-    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    total = count_rows(session, stmt)
     rows = session.scalars(
         stmt.order_by(ExportRequest.id.desc()).limit(page.limit).offset(page.offset)
     )
