@@ -262,3 +262,21 @@ def test_onvif_probe(onvif_device: OnvifDevice, api: httpx.Client, iso_engine: E
     assert bad.json()["detail"][0]["code"] == "onvif_auth"
     assert "Wr0ng" not in bad.text
     assert [e.details["profiles"] for e in audit_entries(iso_engine, "onvif.probe")] == [2]
+
+
+def test_preview_of_a_camera_without_live_view_is_masked_for_everyone(
+    rtsp_server: RtspServerProcess, live_server: LiveServer, api: httpx.Client, iso_engine: Engine
+) -> None:
+    # The school case: recording only, no live view. Raw pixels under the zones would be one.
+    with committed(iso_engine) as f:
+        org = f.org()
+        source = {"kind": "rtsp", "url": rtsp_server.url("/real360")}
+        camera = f.camera(org, source=source, mask_plan=FILLED_FACADE, mode="recording")
+        manager = f.user(Role.facility_manager, org)
+    base = f"/api/v1/cameras/{camera.id}"
+    wait_for(state_is(live_server.pipeline, camera.id, "streaming"), 20, "streaming")
+    preview = api.get(f"{base}/mask-preview.png", headers=manager.headers)
+    assert preview.status_code == 200, preview.text
+    assert decode(preview.content)[INNER_ANON][:, 1].mean() < 25  # tint over black, not scene
+    entries = audit_entries(iso_engine, "camera.mask_preview")
+    assert [(e.actor_id, e.details["raw_frame"]) for e in entries] == [(manager.user.id, False)]

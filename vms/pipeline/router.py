@@ -352,13 +352,17 @@ async def mask_preview(
     box: SecretBoxDep,
 ) -> Response:
     """The camera's mask plan drawn over its current picture: over the raw frame for facility
-    managers and admins (they set plans up), over the masked frame for DPOs. Audit-logged."""
+    managers and admins when the policy allows live view, otherwise over the masked frame.
+    Audit-logged."""
 
     def authorise() -> tuple[Camera, bool, service.GrabRequest]:
         camera, raw = service.authorise_preview(
             session=session, principal=principal, camera_id=camera_id
         )
         policy = service.current_policy(session=session, camera=camera)
+        # Raw pixels under the zones are a live view: only where the policy allows one (a
+        # recording-only school camera's preview is drawn over the masked frame, for everyone).
+        raw = raw and policy.may_view_live
         grab = service.grab_request(
             camera=camera,
             raw=raw,
