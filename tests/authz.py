@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy.orm import Session
 
@@ -38,6 +38,7 @@ class Req:
     params: dict[str, Any] | None = None
     files: dict[str, Any] | None = None
     data: dict[str, Any] | None = None
+    cookies: dict[str, str] | None = None
 
 
 @dataclass
@@ -55,6 +56,8 @@ class RouteCase:
     anon: int = 401
     # Per (role, own) overrides for the few places where the rule is not uniform.
     overrides: dict[tuple[Role, bool], int] = field(default_factory=dict)
+    # How the caller signs in: the API's Bearer header, or the web interface's session cookie.
+    auth: Literal["bearer", "cookie"] = "bearer"
 
     def expected(self, role: Role | None, own: bool) -> int:
         if role is None:

@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -16,10 +17,11 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from sample_streams import find_sample_media
 from tests.factories import Factory
 from vms.all_models import Base
 from vms.api import create_app
-from vms.core.config import Settings, generate_key
+from vms.core.config import PipelineSettings, Settings, SharingSettings, generate_key
 from vms.core.db import make_engine
 from vms.core.deps import get_session
 
@@ -27,6 +29,34 @@ pytest_plugins = ["tests.peers.rtsp", "tests.peers.onvif_device"]
 
 PG_URL = os.environ.get("VMS_TEST_DATABASE_URL")
 TEST_KEY = generate_key().decode()
+SAMPLE_MEDIA = find_sample_media()
+
+# Short enough for a quick suite, long enough for a loaded 2-core CI box.
+FAST_PIPELINE = PipelineSettings(
+    segment_seconds=1.0,
+    open_timeout_s=2.0,
+    read_timeout_s=2.0,
+    stall_seconds=4.0,
+    backoff_initial_s=0.2,
+    backoff_max_s=1.0,
+    restart_budget=5,
+    restart_window_s=60.0,
+    live_fps=10.0,
+)
+
+
+def make_settings(data_dir: Path, db_url: str, **overrides: Any) -> Settings:
+    """The settings every test app, worker and CLI run uses (one place, one key)."""
+    values: dict[str, Any] = {
+        "profile": "test",
+        "data_dir": data_dir,
+        "database_url": db_url,
+        "secret_key": SecretStr(TEST_KEY),
+        "sample_media_dir": SAMPLE_MEDIA,
+        # Issue 14: each test server's RTSP relay on a port of its own.
+        "sharing": SharingSettings(rtsp_port=0),
+    }
+    return Settings(**(values | overrides))
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -97,12 +127,7 @@ def data_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def settings(data_dir: Path, db_url: str) -> Settings:
-    return Settings(
-        profile="test",
-        data_dir=data_dir,
-        database_url=db_url,
-        secret_key=SecretStr(TEST_KEY),
-    )
+    return make_settings(data_dir, db_url)
 
 
 @pytest.fixture
@@ -164,3 +189,18 @@ def isolated_db_url(tmp_path: Path) -> Iterator[str]:
         with admin.connect() as c:
             c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def iso_engine(isolated_db_url: str) -> Iterator[Engine]:
+    """An engine on the isolated database (what a worker or CLI run sees)."""
+    eng = make_engine(isolated_db_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def iso_settings(isolated_db_url: str, data_dir: Path) -> Settings:
+    """Settings on the isolated database with the quick pipeline timings: for tests that run
+    workers, the whole server or the CLI in other processes."""
+    return make_settings(data_dir, isolated_db_url, pipeline=FAST_PIPELINE)

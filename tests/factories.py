@@ -72,7 +72,7 @@ class Factory:
         for other in dpo_orgs or []:
             accounts.assign_dpo(
                 session=self.session,
-                actor=principal_for(self.session, user),
+                actor=None,
                 user_id=user.id,
                 organisation_id=other.id,
             )
@@ -201,6 +201,7 @@ class Factory:
             "source_host": src.pop("host", None),
             "source_port": src.pop("port", None),
             "source_profile_token": src.pop("profile_token", None),
+            "source_live_profile_token": src.pop("live_profile_token", None),
             "source_path": src.pop("path", None),
             "source_secret": secret,
             "schedule": schedule or [],
@@ -312,7 +313,7 @@ class Factory:
         back to back from `start`, written under `data_dir` and indexed."""
         import tempfile
 
-        from tests.export.media import make_segment
+        from tests.media import make_segment
 
         rows = []
         with tempfile.TemporaryDirectory() as tmp:

@@ -2,28 +2,27 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import secrets
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from registry.cli import registry_app
 from retention.cli import retention_app
 from vms.cli_mask import mask
-from vms.core import accounts, audit, migrate
+from vms.core import accounts, audit, migrate, signing
+from vms.core.cli import cli_session, fail, load_settings
 from vms.core.config import Settings, generate_key
+from vms.core.crypto import SecretBox
 from vms.core.db import make_engine, make_sessionmaker, session_scope
-from vms.core.errors import ConfigError, DomainError
 from vms.core.models import Role, User
 from vms.export.cli import export_app
+from vms.pipeline.cli import footage_app
 
 app = typer.Typer(help="vms: privacy-first video management.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -38,39 +37,9 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(export_app, name="export")
 app.add_typer(retention_app, name="retention")
 app.add_typer(registry_app, name="registry")
+app.add_typer(footage_app, name="footage")
 
 logger = logging.getLogger("vms")
-
-
-def fail(msg: str, code: int = 1) -> NoReturn:
-    """One line on stderr, non-zero exit: what every CLI error looks like."""
-    typer.echo(f"error: {msg}", err=True)
-    raise typer.Exit(code)
-
-
-def load_settings() -> Settings:
-    try:
-        settings = Settings()
-        settings.validate_for_startup()
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        fail(f"invalid setting VMS_{where.upper()}: {first['msg']}")
-    except ConfigError as exc:
-        fail(str(exc))
-    return settings
-
-
-@contextmanager
-def cli_session(settings: Settings) -> Iterator[Session]:
-    engine = make_engine(settings.db_url)
-    try:
-        with session_scope(make_sessionmaker(engine)) as session:
-            yield session
-    except DomainError as exc:
-        fail(exc.msg)
-    finally:
-        engine.dispose()
 
 
 @db_app.command("upgrade")
@@ -155,14 +124,69 @@ def users_create(
 
 
 @audit_app.command("verify")
-def audit_verify() -> None:
-    """Walk the audit hash chain; exit 1 naming the first broken entry."""
+def audit_verify(
+    expect_head: Annotated[
+        str | None,
+        typer.Option(
+            "--expect-head",
+            help="SEQ:HASH of an anchored head (from `vms audit head` or a DPO report): fail "
+            "if the log no longer holds it",
+        ),
+    ] = None,
+) -> None:
+    """Walk the audit hash chain; exit 1 naming the first broken entry (or a lost anchor)."""
     settings = load_settings()
+    expect: tuple[int, str] | None = None
+    if expect_head is not None:
+        seq, _, digest = expect_head.partition(":")
+        if not seq.isdigit() or len(digest) != 64:
+            fail(
+                f"--expect-head must be SEQ:HASH (a number and 64 hex digits), got {expect_head!r}"
+            )
+        expect = (int(seq), digest.lower())
     with cli_session(settings) as session:
         report = audit.verify_chain(session)
+        problem = audit.check_anchor(session, *expect) if report.ok and expect else None
     if not report.ok:
         fail(f"audit chain broken after {report.checked} good entries: {report.problem}")
-    typer.echo(f"audit chain OK: {report.checked} entries")
+    if problem is not None:
+        fail(problem)
+    anchored = f", holds the anchored seq {expect[0]}" if expect else ""
+    typer.echo(f"audit chain OK: {report.checked} entries{anchored}")
+
+
+@audit_app.command("head")
+def audit_head(
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """Print the chain's newest entry, signed with the installation key: keep it outside the
+    database (with the DPO's reports) and check it later with `vms audit verify --expect-head`."""
+    settings = load_settings()
+    with cli_session(settings) as session:
+        last = audit.head(session)
+    if last is None:
+        fail("the audit log is empty")
+    try:
+        key, _ = signing.load_or_create(
+            data_dir=settings.data_dir, box=SecretBox(settings.secret_key_bytes())
+        )
+    except signing.SigningKeyError as exc:
+        fail(str(exc))
+    statement = last.statement()
+    signature = base64.b64encode(key.sign(statement)).decode()
+    out = {
+        "seq": last.seq,
+        "hash": last.hash,
+        "at": last.at.isoformat(),
+        "statement": statement.decode(),
+        "signature": signature,
+        "key_fingerprint_sha256": key.fingerprint,
+    }
+    if as_json:
+        typer.echo(json.dumps(out))
+        return
+    typer.echo(f"head: {last.seq}:{last.hash}")
+    typer.echo(f"signature (Ed25519, key {key.fingerprint[:16]}...): {signature}")
 
 
 def ensure_admin(settings: Settings) -> None:

@@ -14,29 +14,31 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from permits import service as permit_service
-from permits.models import BasisKind, BasisStatus, LegalBasis
-from permits.schemas import LegalBasisCreate
+from permits.schemas import BasisKind, BasisStatus, LegalBasisCreate
 from registry import service as registry_service
-from registry.models import Camera
 from registry.schemas import CameraCreate, CameraUpdate
 from sample_streams import APT_HINT, RtspServerError, RtspServerProcess, gst_problem
 from sample_streams.convert import ConversionError, FfmpegMissing, convert_cached
-from vms.core import accounts
-from vms.core.auth import Principal, principal_for
+from vms.core import accounts, audit
+from vms.core.auth import Principal, hash_password, principal_for
 from vms.core.config import Settings
 from vms.core.crypto import SecretBox
 from vms.core.db import make_engine, make_sessionmaker, session_scope, utcnow
 from vms.core.models import Role, User
 from vms.core.pagination import PageParams
+
+if TYPE_CHECKING:
+    from permits.models import LegalBasis
+    from registry.models import Camera
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +46,15 @@ ORG_NAME = "Demo kommun"
 BASIS_TITLE = "Intresseavvägning: demo"
 MANAGER_EMAIL = "demo-manager@vms.local"
 OPERATOR_EMAIL = "demo-operator@vms.local"
+DPO_EMAIL = "demo-dpo@vms.local"
+POLICE_ORG_NAME = "Polisen (demo)"
+# Who can sign in to the web interface in the demo, one per role.
+WEB_USERS = (
+    (ORG_NAME, MANAGER_EMAIL, Role.facility_manager),
+    (ORG_NAME, "demo-dpo@vms.local", Role.dpo),
+    (ORG_NAME, OPERATOR_EMAIL, Role.operator),
+    (POLICE_ORG_NAME, "demo-police@vms.local", Role.police),
+)
 RTSP_PORT = 8554
 CLIP_SECONDS = 30.0
 
@@ -141,7 +152,13 @@ class Demo:
         self.server: RtspServerProcess | None = None
 
     def start(self) -> None:
-        videos = self.settings.resolved_sample_media / "video"
+        if self.settings.sample_media_dir is None:
+            typer.echo(
+                "demo: VMS_SAMPLE_MEDIA_DIR is not set (make run sets it to "
+                "../shared/sample_media). Starting without demo cameras."
+            )
+            return
+        videos = self.settings.sample_media_dir / "video"
         missing = [c.clip for c in CAMERAS if not (videos / c.clip).is_file()]
         if missing:
             typer.echo(
@@ -152,6 +169,7 @@ class Demo:
         sources = self._rtsp_sources(videos) or self._file_sources(videos)
         token, ids = self._register(sources)
         self._announce(token, ids)
+        self._announce_web(self._web_users())
 
     def stop(self) -> None:
         if self.server is not None:
@@ -198,7 +216,7 @@ class Demo:
     def _register(self, sources: dict[str, dict[str, Any]]) -> tuple[str, dict[str, int]]:
         settings = self.settings
         box = SecretBox(settings.secret_key_bytes())
-        roots = (settings.resolved_sample_media, settings.data_dir)
+        roots = settings.file_source_roots
         engine = make_engine(settings.db_url)
         ids: dict[str, int] = {}
         try:
@@ -209,7 +227,9 @@ class Demo:
                 manager = _user(session, org.id, MANAGER_EMAIL, Role.facility_manager)
                 operator = _user(session, org.id, OPERATOR_EMAIL, Role.operator)
                 actor = principal_for(session, manager)
-                basis = _basis(session, actor, org.id)
+                # The DPO decides the basis; the facility manager registers the cameras.
+                dpo = _user(session, org.id, DPO_EMAIL, Role.dpo)
+                basis = _basis(session, principal_for(session, dpo), org.id)
                 for cam in CAMERAS:
                     row = _camera(
                         session, actor, box, roots, org.id, basis.id, cam, sources[cam.mount]
@@ -241,9 +261,46 @@ class Demo:
         echo(f"  metrics (admin token): {root}/metrics   API docs: {root}/docs")
         echo("")
 
+    # -- the web interface ---------------------------------------------------------------------
+
+    def _web_users(self) -> str:
+        """One demo user per role (police in an organisation of their own), all with one fresh
+        password, so that the web interface can be tried as each of them."""
+        password = secrets.token_urlsafe(9)
+        engine = make_engine(self.settings.db_url)
+        try:
+            with session_scope(make_sessionmaker(engine)) as session:
+                for org_name, email, role in WEB_USERS:
+                    org = accounts.get_organisation_by_name(session=session, name=org_name)
+                    if org is None:
+                        org = accounts.create_organisation(
+                            session=session, actor=None, name=org_name
+                        )
+                    user = _user(session, org.id, email, role)
+                    # A new password at every demo start: the demo users are throwaway (dev only).
+                    user.password_hash = hash_password(password)
+                    audit.record(
+                        session,
+                        action="user.update",
+                        organisation_id=org.id,
+                        target_type="user",
+                        target_id=user.id,
+                        details={"changes": {"password": "changed"}, "via": "demo"},
+                    )
+        finally:
+            engine.dispose()
+        return password
+
+    def _announce_web(self, password: str) -> None:
+        root = f"http://{self.settings.host}:{self.settings.port}"
+        typer.echo(f"Web interface: {root}/  sign in with the password {password} as")
+        for _, email, role in WEB_USERS:
+            typer.echo(f"  {email:<26} {role.value}")
+        typer.echo("")
+
 
 def _user(session: Session, org_id: int, email: str, role: Role) -> User:
-    user = session.scalar(select(User).where(User.email == email))
+    user = accounts.get_user_by_email(session=session, email=email)
     if user is None:
         user = accounts.create_user(
             session=session,

@@ -84,5 +84,6 @@ CASES = [
         "POST", "/api/v1/users/{user_id}/dpo-assignments", 200, roles("admin"), _dpo_in_owner
     ),
     RouteCase("GET", "/api/v1/audit", 200, roles("admin", "dpo"), other_org=None),
-    RouteCase("GET", "/api/v1/audit/verify", 200, roles("admin"), other_org=None),
+    RouteCase("GET", "/api/v1/audit/verify", 200, roles("admin", "dpo"), other_org=None),
+    RouteCase("GET", "/api/v1/audit/head", 200, roles("admin", "dpo"), other_org=None),
 ]

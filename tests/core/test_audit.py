@@ -106,3 +106,67 @@ def test_cli_verify_names_the_tampered_entry(isolated_db_url: str, tmp_path: obj
     assert bad.returncode == 1
     assert f"entry seq {seq}" in bad.stderr
     assert "was modified" in bad.stderr
+
+
+def test_deleting_the_newest_entries_is_caught_by_an_anchored_head(
+    isolated_db_url: str, tmp_path: object
+) -> None:
+    """A chain cut short still verifies on its own; against a head signed earlier (kept with
+    the DPO's reports) it does not."""
+    import base64
+    import json
+
+    from cryptography.hazmat.primitives import serialization
+
+    data_dir = str(tmp_path)
+    for name in ("Bostadsbolaget", "Skolförvaltningen", "Trafikkontoret"):
+        assert _vms(["orgs", "create", name], isolated_db_url, data_dir).returncode == 0
+    head = _vms(["audit", "head", "--json"], isolated_db_url, data_dir)
+    assert head.returncode == 0, head.stderr
+    anchor = json.loads(head.stdout)
+    pem = _vms(["export", "public-key"], isolated_db_url, data_dir).stdout.encode()
+    key = serialization.load_pem_public_key(pem)
+    # Anyone with the public key can check the anchor offline (Ed25519 over the statement).
+    key.verify(base64.b64decode(anchor["signature"]), anchor["statement"].encode())  # type: ignore[call-arg, union-attr]
+    expect = f"{anchor['seq']}:{anchor['hash']}"
+    assert (
+        _vms(["audit", "verify", "--expect-head", expect], isolated_db_url, data_dir).returncode
+        == 0
+    )
+
+    engine = make_engine(isolated_db_url)
+    with session_scope(make_sessionmaker(engine)) as s:
+        s.execute(text("DELETE FROM audit_log WHERE seq >= :seq"), {"seq": anchor["seq"] - 1})
+    engine.dispose()
+    plain = _vms(["audit", "verify"], isolated_db_url, data_dir)
+    assert plain.returncode == 0, "a truncated chain verifies on its own"
+    cut = _vms(["audit", "verify", "--expect-head", expect], isolated_db_url, data_dir)
+    assert cut.returncode == 1
+    assert f"the anchored entry seq {anchor['seq']} is gone" in cut.stderr
+    bad = _vms(["audit", "verify", "--expect-head", "12:nothex"], isolated_db_url, data_dir)
+    assert bad.returncode == 1
+    assert "--expect-head must be SEQ:HASH" in bad.stderr
+
+
+def test_the_api_signs_the_head_and_checks_it(client: TestClient, factory: Factory) -> None:
+    admin = factory.user("admin")
+    dpo = factory.user("dpo")
+    r = client.get("/api/v1/audit/head", headers=dpo.headers)
+    assert r.status_code == 200, r.text
+    head = r.json()
+    assert head["statement"].startswith("vms audit log head\n")
+    ok = client.get(
+        "/api/v1/audit/verify",
+        headers=admin.headers,
+        params={"expect_seq": head["seq"], "expect_hash": head["hash"]},
+    ).json()
+    assert ok["ok"] is True
+    wrong = client.get(
+        "/api/v1/audit/verify",
+        headers=admin.headers,
+        params={"expect_seq": head["seq"], "expect_hash": "0" * 64},
+    ).json()
+    assert wrong["ok"] is False
+    assert "rewritten" in wrong["problem"]
+    half = client.get("/api/v1/audit/verify", headers=admin.headers, params={"expect_seq": 3})
+    assert half.status_code == 422

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 
 from tests.factories import Factory
@@ -85,3 +86,16 @@ def test_unknown_route_is_404_json(client: TestClient) -> None:
     r = client.get("/api/v1/nothing-here")
     assert r.status_code == 404
     assert r.json()["detail"][0]["code"] == "http_404"
+
+
+@pytest.mark.parametrize("field", ["active", "role", "password"])
+def test_null_for_a_required_user_field_is_422(
+    client: TestClient, factory: Factory, field: str
+) -> None:
+    """Found by the OpenAPI fuzz: `{"active": null}` reached the database as a NOT NULL
+    violation (500)."""
+    admin = factory.user("admin")
+    user = factory.user("operator")
+    r = client.patch(f"/api/v1/users/{user.user.id}", headers=admin.headers, json={field: None})
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"] == [{"code": "invalid", "msg": "must not be null", "field": field}]

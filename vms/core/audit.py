@@ -17,7 +17,9 @@ from sqlalchemy import Select, insert, select, text
 from sqlalchemy.orm import Session
 
 from vms.core.db import count_rows, utcnow
-from vms.core.models import AuditEntry
+from vms.core.models import AuditEntry, Role
+
+READER_ROLES = (Role.admin, Role.dpo)
 
 GENESIS = "0" * 64
 # Arbitrary constant naming the PostgreSQL advisory lock that serialises appends.
@@ -262,3 +264,86 @@ def list_query(
     if until:
         stmt = stmt.where(AuditEntry.at < until)
     return stmt
+
+
+def read_page(
+    session: Session,
+    principal: Any,
+    *,
+    limit: int,
+    offset: int,
+    **filters: Any,
+) -> tuple[list[AuditEntry], int]:
+    """One page for a reader of the audit log: admin sees all, a DPO their organisations."""
+    principal.require_role(*READER_ROLES)
+    return list_entries(
+        session,
+        organisation_ids=principal.readable_org_ids(),
+        limit=limit,
+        offset=offset,
+        **filters,
+    )
+
+
+def verify_for(
+    session: Session, principal: Any, expect: tuple[int, str] | None = None
+) -> ChainReport:
+    """Walk the whole chain (admin, and DPOs: checking the log's integrity is their job; the
+    answer names no other organisation's content); with `expect` (seq, hash) the chain must
+    also still hold that anchored head."""
+    principal.require_role(*READER_ROLES)
+    report = verify_chain(session)
+    if report.ok and expect is not None:
+        problem = check_anchor(session, *expect)
+        if problem is not None:
+            return ChainReport(False, report.checked, expect[0], None, problem)
+    return report
+
+
+# -- anchoring the head ---------------------------------------------------------------------
+#
+# The chain proves that no entry was edited or removed in the middle; deleting the newest entries
+# leaves a shorter chain that still verifies. Anchoring fixes that: the head (sequence number
+# and hash) is signed with the installation key and kept outside the database (by the DPO, in
+# their report archive); `verify_chain(expect=...)` then refuses a chain that no longer contains
+# it.
+
+
+@dataclass(frozen=True)
+class Head:
+    seq: int
+    hash: str
+    at: dt.datetime
+
+    def statement(self) -> bytes:
+        """The exact bytes that are signed: `openssl pkeyutl -verify -rawin` checks them."""
+        return (
+            f"vms audit log head\nseq: {self.seq}\nhash: {self.hash}\n"
+            f"at: {self.at.astimezone(dt.UTC).isoformat()}\n"
+        ).encode()
+
+
+def head(session: Session) -> Head | None:
+    """The newest entry of the chain (None for an empty log)."""
+    row = session.execute(
+        select(AuditEntry.seq, AuditEntry.hash, AuditEntry.at)
+        .order_by(AuditEntry.seq.desc())
+        .limit(1)
+    ).first()
+    return Head(row[0], row[1], row[2]) if row else None
+
+
+def check_anchor(session: Session, seq: int, digest: str) -> str | None:
+    """Why the chain does not hold an anchored head (None if it does): its entry `seq` must
+    still be there with hash `digest`."""
+    row = session.execute(select(AuditEntry.hash).where(AuditEntry.seq == seq)).first()
+    if row is None:
+        last = head(session)
+        newest = last.seq if last else 0
+        return (
+            f"the anchored entry seq {seq} is gone (the log ends at seq {newest}): entries "
+            "were deleted from the end"
+        )
+    if row[0] != digest:
+        return f"entry seq {seq} does not have the anchored hash: the log was rewritten"
+    return None

@@ -58,6 +58,14 @@ class Principal:
             return None
         return {self.organisation_id, *self.dpo_organisation_ids}
 
+    def read_scope(self, organisation_id: int | None = None) -> set[int] | None:
+        """The organisations a read covers: the one asked for (404 if it may not be read), or
+        every readable one; None means all of them."""
+        if organisation_id is not None:
+            self.require_read(organisation_id, "organisation")
+            return {organisation_id}
+        return self.readable_org_ids()
+
     def can_read_org(self, organisation_id: int) -> bool:
         ids = self.readable_org_ids()
         return ids is None or organisation_id in ids
@@ -116,6 +124,16 @@ def issue_token(session: Session, *, user: User, ttl_hours: float) -> tuple[str,
 
 def authenticate_token(session: Session, token: str) -> Principal:
     row = session.scalar(select(ApiToken).where(ApiToken.token_hash == token_digest(token)))
+    return _principal_of(session, row)
+
+
+def authenticate_token_id(session: Session, token_id: int) -> Principal:
+    """The principal of a token known by its id (a live-view ticket names the token it was
+    issued under; a long-running view re-checks it): refused once revoked or expired."""
+    return _principal_of(session, session.get(ApiToken, token_id))
+
+
+def _principal_of(session: Session, row: ApiToken | None) -> Principal:
     now = utcnow()
     if row is None:
         raise Unauthorized("invalid token")

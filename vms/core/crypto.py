@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from cryptography.fernet import Fernet, InvalidToken
 
@@ -28,12 +28,53 @@ class SecretBox:
             raise ValueError("secret cannot be decrypted with this installation's key") from exc
 
 
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
+# `scheme://userinfo@`: userinfo may hold an unencoded '@', so match up to the last '@' before
+# the host part ends.
+_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s'\"<>]*@")
+# Query parameters cameras take credentials in (`?user=admin&password=...`, `&token=...`).
+QUERY_SECRET_KEYS = frozenset(
+    {
+        "user", "username", "usr", "login", "account",
+        "password", "passwd", "pass", "pwd", "psw", "pw",
+        "token", "auth", "authkey", "key", "apikey", "api_key", "secret",
+    }
+)  # fmt: skip
+_QUERY_SECRET = re.compile(
+    r"(?i)(?P<key>[?&;](?:" + "|".join(sorted(QUERY_SECRET_KEYS, key=len, reverse=True)) + r")=)"
+    r"[^&;#\s'\"<>]*"
+)
 
 
 def scrub(text: str) -> str:
-    """Replace `user:password@` in any URL inside `text` with `***@`."""
-    return _USERINFO.sub(lambda m: f"{m.group('scheme')}***@", text)
+    """`text` with every URL credential replaced: `user:password@` by `***@`, and the values
+    of credential-like query parameters (`password=`, `user=`, `token=`...) by `***`."""
+    text = _USERINFO.sub(lambda m: f"{m.group('scheme')}***@", text)
+    return _QUERY_SECRET.sub(lambda m: f"{m.group('key')}***", text)
+
+
+def split_query_secrets(url: str) -> tuple[str, list[tuple[str, str]]]:
+    """`rtsp://cam/live?ch=1&user=a&password=b` -> (`rtsp://cam/live?ch=1`, [(user, a),
+    (password, b)]): credential-like query parameters are kept apart, like userinfo."""
+    parts = urlsplit(url)
+    if not parts.query:
+        return url, []
+    kept: list[tuple[str, str]] = []
+    secret: list[tuple[str, str]] = []
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        (secret if key.lower() in QUERY_SECRET_KEYS else kept).append((key, value))
+    if not secret:
+        return url, []
+    clean = urlunsplit(parts._replace(query=urlencode(kept)))
+    return clean, secret
+
+
+def join_query_secrets(url: str, pairs: list[tuple[str, str]]) -> str:
+    """Inverse of split_query_secrets (the secret parameters go last). Never log the result."""
+    if not pairs:
+        return url
+    parts = urlsplit(url)
+    query = "&".join(q for q in (parts.query, urlencode(pairs)) if q)
+    return urlunsplit(parts._replace(query=query))
 
 
 def split_credentials(url: str) -> tuple[str, str | None, str | None]:

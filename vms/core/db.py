@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
@@ -61,20 +61,21 @@ class Base(DeclarativeBase):
     }
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create an engine with the settings each backend needs to be safe under concurrency."""
+def make_engine(url: str, *, busy_timeout_s: float = 30.0, **kwargs: Any) -> Engine:
+    """Create an engine with the settings each backend needs to be safe under concurrency.
+    `busy_timeout_s`: how long SQLite waits for the write lock."""
     if url.startswith("sqlite"):
         engine = create_engine(
             url,
-            connect_args={"check_same_thread": False, "timeout": 30},
+            connect_args={"check_same_thread": False, "timeout": busy_timeout_s},
             **kwargs,
         )
-        _sqlite_setup(engine)
+        _sqlite_setup(engine, busy_timeout_s)
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 
-def _sqlite_setup(engine: Engine) -> None:
+def _sqlite_setup(engine: Engine, busy_timeout_s: float) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Let SQLAlchemy, not pysqlite, issue BEGIN (pysqlite's implicit transactions break
@@ -82,7 +83,7 @@ def _sqlite_setup(engine: Engine) -> None:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
         if engine.url.database not in (None, "", ":memory:"):
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
@@ -100,8 +101,11 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
 
 @contextmanager
-def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """A unit of work for background jobs and the CLI: commit on success, roll back on error."""
+def session_scope(factory: Callable[[], Session]) -> Iterator[Session]:
+    """A unit of work for background jobs and the CLI: commit on success, roll back on error.
+
+    `factory` is a sessionmaker, or anything that makes a session (tests join their own
+    transaction through one)."""
     session = factory()
     try:
         yield session
@@ -116,3 +120,11 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
 def count_rows(session: Session, stmt: Select[Any]) -> int:
     """How many rows `stmt` returns (the `total` of a page), counted in the database."""
     return session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+
+
+def end_transaction(session: Session) -> None:
+    """Finish the unit of work so far before slow work (waiting for a camera's frame, hashing a
+    password, probing a device): on SQLite every transaction holds the database's write lock
+    (BEGIN IMMEDIATE), and a request waiting inside one stalls every writer, a recording
+    camera's footage index included. The session starts a fresh transaction when used again."""
+    session.commit()

@@ -10,9 +10,11 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
+from vms.core import browser
 from vms.core.auth import Principal, authenticate_token
 from vms.core.config import Settings
 from vms.core.crypto import SecretBox
+from vms.core.db import session_scope
 from vms.core.errors import Unauthorized
 from vms.core.models import Role
 
@@ -28,16 +30,8 @@ def get_sessionmaker(request: Request) -> sessionmaker[Session]:
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    factory: sessionmaker[Session] = request.app.state.sessionmaker
-    session = factory()
-    try:
+    with session_scope(request.app.state.sessionmaker) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 def get_secret_box(request: Request) -> SecretBox:
@@ -54,12 +48,28 @@ _bearer = HTTPBearer(auto_error=False, description="token from POST /api/v1/auth
 
 
 def get_principal(
+    request: Request,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    if credentials is None or credentials.scheme.lower() != "bearer":
+    if credentials is not None and credentials.scheme.lower() == "bearer":
+        return authenticate_token(session, credentials.credentials)
+    # The web interface's session cookie (the Bearer header wins when both are sent).
+    token = browser.session_token(request)
+    if token is None:
         raise Unauthorized("missing bearer token")
-    return authenticate_token(session, credentials.credentials)
+    principal = authenticate_token(session, token)
+    browser.require_csrf(request, secret=get_settings(request).secret_key_bytes(), token=token)
+    return principal
+
+
+def request_token(request: Request) -> str | None:
+    """The token this request authenticated with: the Bearer header, else the session cookie."""
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return browser.session_token(request)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
@@ -73,3 +83,9 @@ def require_roles(*roles: Role) -> object:
         return principal
 
     return Depends(_check)
+
+
+def client_address(request: Request) -> str:
+    """The peer's address (behind a reverse proxy: run uvicorn with --proxy-headers and a
+    trusted --forwarded-allow-ips so this is the client, not the proxy)."""
+    return request.client.host if request.client is not None else "unknown"

@@ -83,5 +83,15 @@ class Conflict(DomainError):
         super().__init__(msg=msg, field=field, code=code)
 
 
+class TooManyRequests(DomainError):
+    """Too many attempts: try again after `retry_after_s` (429 with Retry-After)."""
+
+    status_code = 429
+
+    def __init__(self, msg: str, retry_after_s: int) -> None:
+        super().__init__(msg=msg, code="too_many_requests")
+        self.retry_after_s = retry_after_s
+
+
 class ConfigError(Exception):
     """Settings that cannot work; raised at start-up, before anything runs."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -12,9 +13,36 @@ from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from vms.core.errors import DomainError
+from vms.core.errors import DomainError, TooManyRequests
 
 logger = logging.getLogger(__name__)
+
+_SECRET_QUERY = re.compile(
+    r"(?i)([?&;](?:ticket|token|access_token|password|passwd|pwd)=)[^&;#\s]*"
+)
+
+
+def redact_query(text: str) -> str:
+    """`text` with the values of secret-bearing query parameters replaced by ***."""
+    return _SECRET_QUERY.sub(r"\1***", text)
+
+
+class RedactSecrets(logging.Filter):
+    """For the access log: a live-view ticket (or anything token-like) in a URL never reaches
+    a log file."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_query(a) if isinstance(a, str) else a for a in record.args)
+        record.msg = redact_query(str(record.msg))
+        return True
+
+
+def install_log_redaction() -> None:
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactSecrets) for f in access.filters):
+        access.addFilter(RedactSecrets())
+
 
 _LOC_ROOTS = {"body", "query", "path", "header", "cookie"}
 
@@ -29,8 +57,13 @@ def _field(loc: tuple[Any, ...] | list[Any]) -> str | None:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(_request: Request, exc: DomainError) -> JSONResponse:
+        headers = (
+            {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, TooManyRequests) else None
+        )
         return JSONResponse(
-            status_code=exc.status_code, content={"detail": [i.as_dict() for i in exc.items]}
+            status_code=exc.status_code,
+            content={"detail": [i.as_dict() for i in exc.items]},
+            headers=headers,
         )
 
     @app.exception_handler(RequestValidationError)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import Annotated, Generic, TypeVar
 
-from fastapi import Query
+from fastapi import Depends, Query
 from pydantic import BaseModel
 
 T = TypeVar("T")
@@ -27,3 +27,6 @@ class Page(BaseModel, Generic[T]):
     total: int
     limit: int
     offset: int
+
+
+PageDep = Annotated[PageParams, Depends(page_params)]

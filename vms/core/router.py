@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import base64
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import AwareDatetime
 
-from vms.core import accounts, audit
-from vms.core.auth import Principal
-from vms.core.deps import PrincipalDep, SessionDep, SettingsDep, require_roles
-from vms.core.errors import NotFound
-from vms.core.models import Role, User
-from vms.core.pagination import Page, PageParams, page_params
+from vms.core import accounts, audit, browser, signing
+from vms.core.deps import (
+    PrincipalDep,
+    SecretBoxDep,
+    SessionDep,
+    SettingsDep,
+    client_address,
+    request_token,
+)
+from vms.core.errors import InvalidInput, NotFound
+from vms.core.models import User
+from vms.core.pagination import Page, PageDep
 from vms.core.schemas import (
+    AuditHeadRead,
     AuditRead,
     AuditVerifyRead,
     DpoAssignmentCreate,
@@ -28,9 +35,6 @@ from vms.core.schemas import (
 )
 
 router = APIRouter(prefix="/api/v1")
-PageDep = Annotated[PageParams, Depends(page_params)]
-AdminDep = Annotated[Principal, require_roles(Role.admin)]
-AuditReaderDep = Annotated[Principal, require_roles(Role.admin, Role.dpo)]
 
 
 def _user_read(session: SessionDep, user: User) -> UserRead:
@@ -40,13 +44,17 @@ def _user_read(session: SessionDep, user: User) -> UserRead:
 
 
 @router.post("/auth/token", response_model=TokenRead, tags=["auth"])
-def create_token(body: TokenRequest, session: SessionDep, settings: SettingsDep) -> TokenRead:
-    """Exchange email and password for a bearer token."""
+def create_token(
+    body: TokenRequest, request: Request, session: SessionDep, settings: SettingsDep
+) -> TokenRead:
+    """Exchange email and password for a bearer token (throttled: 429 with Retry-After)."""
     token, row = accounts.login(
         session=session,
         email=body.email,
         password=body.password,
         ttl_hours=settings.token_ttl_hours,
+        client=client_address(request),
+        throttle=request.app.state.login_throttle,
     )
     return TokenRead(access_token=token, expires_at=row.expires_at)
 
@@ -54,9 +62,13 @@ def create_token(body: TokenRequest, session: SessionDep, settings: SettingsDep)
 @router.post("/auth/revoke", status_code=status.HTTP_204_NO_CONTENT, tags=["auth"])
 def revoke_token(request: Request, session: SessionDep, principal: PrincipalDep) -> Response:
     """Revoke the token this request was made with."""
-    token = request.headers["authorization"].split(" ", 1)[1].strip()
+    token = request_token(request)
+    assert token is not None  # the principal was authenticated with it
     accounts.revoke_token(session=session, principal=principal, token=token)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    response = Response(status_code=status.HTTP_204_NO_CONTENT)
+    if token == browser.session_token(request):
+        response.delete_cookie(browser.SESSION_COOKIE, path="/")
+    return response
 
 
 @router.get("/auth/me", response_model=UserRead, tags=["auth"])
@@ -89,7 +101,7 @@ def list_organisations(
     tags=["organisations"],
 )
 def create_organisation(
-    body: OrganisationCreate, session: SessionDep, principal: AdminDep
+    body: OrganisationCreate, session: SessionDep, principal: PrincipalDep
 ) -> OrganisationRead:
     """Create an organisation (admin)."""
     org = accounts.create_organisation(
@@ -105,8 +117,9 @@ def get_organisation(
     organisation_id: int, session: SessionDep, principal: PrincipalDep
 ) -> OrganisationRead:
     """One organisation."""
-    principal.require_read(organisation_id, "organisation")
-    org = accounts.get_organisation_or_raise(session=session, organisation_id=organisation_id)
+    org = accounts.read_organisation(
+        session=session, principal=principal, organisation_id=organisation_id
+    )
     return OrganisationRead.model_validate(org)
 
 
@@ -114,7 +127,7 @@ def get_organisation(
     "/organisations/{organisation_id}", response_model=OrganisationRead, tags=["organisations"]
 )
 def update_organisation(
-    organisation_id: int, body: OrganisationUpdate, session: SessionDep, principal: AdminDep
+    organisation_id: int, body: OrganisationUpdate, session: SessionDep, principal: PrincipalDep
 ) -> OrganisationRead:
     """Rename or renumber an organisation (admin)."""
     org = accounts.update_organisation(
@@ -129,7 +142,7 @@ def update_organisation(
 @router.get("/users", response_model=Page[UserRead], tags=["users"])
 def list_users(
     session: SessionDep,
-    principal: AuditReaderDep,
+    principal: PrincipalDep,
     page: PageDep,
     organisation_id: int | None = None,
 ) -> Page[UserRead]:
@@ -146,7 +159,7 @@ def list_users(
 
 
 @router.post("/users", response_model=UserRead, status_code=status.HTTP_201_CREATED, tags=["users"])
-def create_user(body: UserCreate, session: SessionDep, principal: AdminDep) -> UserRead:
+def create_user(body: UserCreate, session: SessionDep, principal: PrincipalDep) -> UserRead:
     """Create a user in an organisation (admin)."""
     user = accounts.create_user(
         session=session,
@@ -163,8 +176,6 @@ def create_user(body: UserCreate, session: SessionDep, principal: AdminDep) -> U
 @router.get("/users/{user_id}", response_model=UserRead, tags=["users"])
 def get_user(user_id: int, session: SessionDep, principal: PrincipalDep) -> UserRead:
     """One user: yourself, or users you may read (admin, dpo)."""
-    if user_id != principal.user_id and principal.role not in (Role.admin, Role.dpo):
-        raise NotFound("user not found")
     return _user_read(
         session, accounts.get_user_or_raise(session=session, principal=principal, user_id=user_id)
     )
@@ -172,7 +183,7 @@ def get_user(user_id: int, session: SessionDep, principal: PrincipalDep) -> User
 
 @router.patch("/users/{user_id}", response_model=UserRead, tags=["users"])
 def update_user(
-    user_id: int, body: UserUpdate, session: SessionDep, principal: AdminDep
+    user_id: int, body: UserUpdate, session: SessionDep, principal: PrincipalDep
 ) -> UserRead:
     """Change a user's name, role, password or active flag (admin)."""
     user = accounts.update_user(
@@ -185,7 +196,7 @@ def update_user(
 
 
 @router.delete("/users/{user_id}", response_model=UserRead, tags=["users"])
-def deactivate_user(user_id: int, session: SessionDep, principal: AdminDep) -> UserRead:
+def deactivate_user(user_id: int, session: SessionDep, principal: PrincipalDep) -> UserRead:
     """Deactivate a user and revoke their tokens (admin). Users are never erased: the audit
     log refers to them."""
     return _user_read(
@@ -195,7 +206,7 @@ def deactivate_user(user_id: int, session: SessionDep, principal: AdminDep) -> U
 
 @router.post("/users/{user_id}/dpo-assignments", response_model=UserRead, tags=["users"])
 def assign_dpo(
-    user_id: int, body: DpoAssignmentCreate, session: SessionDep, principal: AdminDep
+    user_id: int, body: DpoAssignmentCreate, session: SessionDep, principal: PrincipalDep
 ) -> UserRead:
     """Let a DPO read an organisation's data (admin)."""
     user = accounts.assign_dpo(
@@ -207,7 +218,7 @@ def assign_dpo(
 @router.get("/audit", response_model=Page[AuditRead], tags=["audit"])
 def list_audit(
     session: SessionDep,
-    principal: AuditReaderDep,
+    principal: PrincipalDep,
     page: PageDep,
     action: str | None = Query(None, max_length=64, description="exact, or with * wildcards"),
     actor_id: int | None = None,
@@ -217,9 +228,9 @@ def list_audit(
     until: AwareDatetime | None = None,
 ) -> Page[AuditRead]:
     """Page through the audit log, newest first (admin: all; dpo: their organisations)."""
-    rows, total = audit.list_entries(
+    rows, total = audit.read_page(
         session,
-        organisation_ids=principal.readable_org_ids(),
+        principal,
         limit=page.limit,
         offset=page.offset,
         action=action,
@@ -238,7 +249,40 @@ def list_audit(
 
 
 @router.get("/audit/verify", response_model=AuditVerifyRead, tags=["audit"])
-def verify_audit(session: SessionDep, principal: AdminDep) -> AuditVerifyRead:
-    """Walk the whole hash chain (admin)."""
-    report = audit.verify_chain(session)
+def verify_audit(
+    session: SessionDep,
+    principal: PrincipalDep,
+    expect_seq: int | None = Query(None, ge=1, description="an anchored head: its seq..."),
+    expect_hash: str | None = Query(
+        None, pattern="^[0-9a-f]{64}$", description="...and hash (from /audit/head)"
+    ),
+) -> AuditVerifyRead:
+    """Walk the whole hash chain (admin, dpo: checking the log's integrity is the DPO's job);
+    with an anchored head, the chain must still hold it (deleting the newest entries shows)."""
+    if (expect_seq is None) != (expect_hash is None):
+        raise InvalidInput("give expect_seq and expect_hash together", field="expect_hash")
+    expect = (expect_seq, expect_hash) if expect_seq and expect_hash else None
+    report = audit.verify_for(session, principal, expect)
     return AuditVerifyRead(**report.__dict__)
+
+
+@router.get("/audit/head", response_model=AuditHeadRead, tags=["audit"])
+def audit_head(
+    session: SessionDep, principal: PrincipalDep, settings: SettingsDep, box: SecretBoxDep
+) -> AuditHeadRead:
+    """The chain's newest entry, signed with the installation's Ed25519 key (admin, dpo): keep
+    it outside the database and give it back to `/audit/verify` later."""
+    principal.require_role(*audit.READER_ROLES)
+    last = audit.head(session)
+    if last is None:
+        raise NotFound("the audit log is empty")
+    key, _ = signing.load_or_create(data_dir=settings.data_dir, box=box)
+    statement = last.statement()
+    return AuditHeadRead(
+        seq=last.seq,
+        hash=last.hash,
+        at=last.at,
+        statement=statement.decode(),
+        signature=base64.b64encode(key.sign(statement)).decode(),
+        key_fingerprint_sha256=key.fingerprint,
+    )

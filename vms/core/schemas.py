@@ -5,15 +5,41 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 
 from vms.core.models import Role
 
 
+def find_nul(value: Any, path: str = "") -> str | None:
+    """The path of the first string holding a NUL character (PostgreSQL text cannot store one)."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            hit = find_nul(key, path) or find_nul(item, f"{path}.{key}" if path else str(key))
+            if hit is not None:
+                return hit
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            hit = find_nul(item, f"{path}.{i}" if path else str(i))
+            if hit is not None:
+                return hit
+    return None
+
+
 class StrictModel(BaseModel):
-    """Request bodies refuse unknown fields: a typo must not be silently ignored."""
+    """Every request body: unknown fields are refused (a typo must not be silently ignored), and
+    so are NUL characters (PostgreSQL cannot store them; SQLite would, and the two must agree)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        where = find_nul(data)
+        if where is not None:
+            raise ValueError(f"text must not contain NUL characters (at {where or 'the body'})")
+        return data
 
 
 class TokenRequest(StrictModel):
@@ -101,6 +127,15 @@ class AuditVerifyRead(BaseModel):
     first_bad_seq: int | None
     first_bad_id: int | None
     problem: str | None
+
+
+class AuditHeadRead(BaseModel):
+    seq: int
+    hash: str
+    at: dt.datetime
+    statement: str = Field(description="the exact text that is signed")
+    signature: str = Field(description="Ed25519 over `statement`, base64")
+    key_fingerprint_sha256: str
 
 
 class HealthRead(BaseModel):
