@@ -50,6 +50,13 @@ class CameraFacts:
     basis: BasisFacts | None
     schedule: tuple[Window, ...] = ()
     timezone: str = "Europe/Stockholm"
+    # Whether the camera's mask plan anonymises anything: None without a plan (the pipeline
+    # then anonymises every pixel), False for a plan that keeps every pixel.
+    plan_masks: bool | None = None
+    # Footage that ended before `retention_kept_before` keeps `retention_kept_hours` (a
+    # shortened retention whose purge nobody has confirmed yet).
+    retention_kept_before: dt.datetime | None = None
+    retention_kept_hours: int | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,10 @@ class Policy:
     active_now: bool
     reasons: tuple[str, ...] = field(default_factory=tuple)
     basis_id: int | None = None
+    # Set while older footage keeps a longer retention than `max_retention_hours` (see
+    # CameraFacts); the sweep applies it per segment.
+    kept_before: dt.datetime | None = None
+    kept_hours: int | None = None
 
 
 def basis_in_force(basis: BasisFacts, at: dt.datetime) -> tuple[bool, str | None]:
@@ -115,6 +126,7 @@ def policy_for(camera: CameraFacts, at: dt.datetime) -> Policy:
         max_retention = 0
     masking_required = True if basis is None else basis.masking_required
 
+    kept_before, kept_hours = _kept(camera, max_retention)
     if camera.status == "decommissioned":
         return Policy(
             False,
@@ -124,6 +136,8 @@ def policy_for(camera: CameraFacts, at: dt.datetime) -> Policy:
             False,
             ("camera is decommissioned",),
             basis.id if basis else None,
+            kept_before,
+            kept_hours,
         )
 
     active = camera.status == "active"
@@ -160,6 +174,11 @@ def policy_for(camera: CameraFacts, at: dt.datetime) -> Policy:
     if max_retention <= 0 and may_record:
         may_record = False
         reasons.append("retention is 0 hours: nothing may be stored")
+    if masking_required and camera.plan_masks is False and (may_view or may_record):
+        # Fail closed: a plan that keeps every pixel where masking is required would show and
+        # store everything unmasked.
+        may_view = may_record = False
+        reasons.append(_UNMASKED_PLAN.format(basis=_basis_ref(basis)))
     return Policy(
         may_view_live=may_view,
         may_record=may_record,
@@ -168,7 +187,17 @@ def policy_for(camera: CameraFacts, at: dt.datetime) -> Policy:
         active_now=active_now,
         reasons=tuple(reasons),
         basis_id=basis.id if basis else None,
+        kept_before=kept_before,
+        kept_hours=kept_hours,
     )
+
+
+def _kept(camera: CameraFacts, max_retention: int) -> tuple[dt.datetime | None, int | None]:
+    """The older footage's longer retention, while it is longer than today's."""
+    before, hours = camera.retention_kept_before, camera.retention_kept_hours
+    if before is None or hours is None or hours <= max_retention:
+        return None, None
+    return before, hours
 
 
 def permit_status(camera: CameraFacts, at: dt.datetime) -> str:
@@ -230,4 +259,16 @@ def conflicts(camera: CameraFacts) -> list[tuple[str, str]]:
                 f"mode {camera.mode} shows live view, but legal basis {basis.id} does not allow it",
             )
         )
+    if basis.masking_required and camera.plan_masks is False:
+        out.append(("mask_plan", _UNMASKED_PLAN.format(basis=_basis_ref(basis))))
     return out
+
+
+_UNMASKED_PLAN = (
+    "the mask plan anonymises nothing, but {basis} requires masking (draw the zones, or save no "
+    "plan to anonymise every pixel until then)"
+)
+
+
+def _basis_ref(basis: BasisFacts | None) -> str:
+    return f"legal basis {basis.id}" if basis is not None else "the camera (it has no basis)"

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from typing import Annotated
-from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, File, Response, UploadFile, status
+from fastapi import APIRouter, File, Response, UploadFile, status
 
 from permits import service
 from permits.models import BasisKind, BasisStatus
@@ -16,21 +15,16 @@ from permits.schemas import (
     LegalBasisUpdate,
     StatusChange,
 )
-from vms.core.auth import Principal
-from vms.core.deps import SessionDep, SettingsDep, require_roles
-from vms.core.models import Role
-from vms.core.pagination import Page, PageParams, page_params
+from vms.core import documents
+from vms.core.deps import PrincipalDep, SessionDep, SettingsDep
+from vms.core.pagination import Page, PageDep
 
 router = APIRouter(prefix="/api/v1", tags=["legal bases"])
-PageDep = Annotated[PageParams, Depends(page_params)]
-# Operators and police never need the legal documentation itself; policy_for applies it.
-ReaderDep = Annotated[Principal, require_roles(Role.admin, Role.facility_manager, Role.dpo)]
-WriterDep = ReaderDep
 
 
 @router.post("/legal-bases", response_model=LegalBasisRead, status_code=status.HTTP_201_CREATED)
 def create_legal_basis(
-    body: LegalBasisCreate, session: SessionDep, principal: WriterDep
+    body: LegalBasisCreate, session: SessionDep, principal: PrincipalDep
 ) -> LegalBasisRead:
     """Document an interest assessment, an IMY permit or why no basis is required."""
     basis = service.create_basis(session=session, actor=principal, data=body)
@@ -40,7 +34,7 @@ def create_legal_basis(
 @router.get("/legal-bases", response_model=Page[LegalBasisRead])
 def list_legal_bases(
     session: SessionDep,
-    principal: ReaderDep,
+    principal: PrincipalDep,
     page: PageDep,
     organisation_id: int | None = None,
     status: BasisStatus | None = None,
@@ -64,15 +58,14 @@ def list_legal_bases(
 
 
 @router.get("/legal-bases/{basis_id}", response_model=LegalBasisRead)
-def get_legal_basis(basis_id: int, session: SessionDep, principal: ReaderDep) -> LegalBasisRead:
+def get_legal_basis(basis_id: int, session: SessionDep, principal: PrincipalDep) -> LegalBasisRead:
     """One legal basis with its documents."""
-    basis = service.get_basis_or_raise(session=session, basis_id=basis_id, principal=principal)
-    return service.basis_read(session=session, basis=basis)
+    return service.read_basis(session=session, principal=principal, basis_id=basis_id)
 
 
 @router.patch("/legal-bases/{basis_id}", response_model=LegalBasisRead)
 def update_legal_basis(
-    basis_id: int, body: LegalBasisUpdate, session: SessionDep, principal: WriterDep
+    basis_id: int, body: LegalBasisUpdate, session: SessionDep, principal: PrincipalDep
 ) -> LegalBasisRead:
     """Change a draft or in-force basis (expired and revoked ones are frozen)."""
     basis = service.update_basis(
@@ -86,7 +79,7 @@ def update_legal_basis(
 
 @router.post("/legal-bases/{basis_id}/status", response_model=LegalBasisRead)
 def change_legal_basis_status(
-    basis_id: int, body: StatusChange, session: SessionDep, principal: WriterDep
+    basis_id: int, body: StatusChange, session: SessionDep, principal: PrincipalDep
 ) -> LegalBasisRead:
     """Put a basis in force, or mark it expired or revoked (audit-logged)."""
     basis = service.change_status(
@@ -108,12 +101,12 @@ def upload_legal_basis_document(
     basis_id: int,
     session: SessionDep,
     settings: SettingsDep,
-    principal: WriterDep,
+    principal: PrincipalDep,
     file: Annotated[UploadFile, File(description="a PDF, at most 10 MiB")],
 ) -> DocumentRead:
     """Attach a PDF (decision, assessment, permit); stored with its SHA-256."""
     # One byte over the limit is enough to refuse it without reading an arbitrarily large body.
-    content = file.file.read(service.MAX_DOCUMENT_BYTES + 1)
+    content = file.file.read(documents.MAX_DOCUMENT_BYTES + 1)
     doc = service.add_document(
         session=session,
         actor=principal,
@@ -135,7 +128,7 @@ def download_legal_basis_document(
     document_id: int,
     session: SessionDep,
     settings: SettingsDep,
-    principal: ReaderDep,
+    principal: PrincipalDep,
 ) -> Response:
     """Download an attached document (its SHA-256 is checked first and sent as a header)."""
     doc, content = service.read_document(
@@ -145,18 +138,4 @@ def download_legal_basis_document(
         document_id=document_id,
         documents_dir=settings.data_dir / "documents",
     )
-    return Response(
-        content=content,
-        media_type=doc.content_type,
-        headers={
-            "Content-Disposition": _disposition(doc.filename),
-            "X-Content-SHA256": doc.sha256,
-        },
-    )
-
-
-def _disposition(filename: str) -> str:
-    # Headers are Latin-1: send an ASCII fallback plus the RFC 5987 UTF-8 form.
-    fallback = filename.encode("ascii", "replace").decode("ascii").replace("?", "_")
-    fallback = fallback.replace('"', "_")
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+    return documents.pdf_response(doc, content)

@@ -3,46 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from permits.models import BasisKind, BasisStatus
+# The enums other packages need are part of the public schema (models stay private).
+from permits.models import BasisKind as BasisKind
+from permits.models import BasisStatus as BasisStatus
 from vms.core.schemas import StrictModel
 
 Text = Field(None, max_length=10_000)
 
 
-def find_nul(value: Any, path: str = "") -> str | None:
-    """The path of the first string holding a NUL character (PostgreSQL text cannot store one)."""
-    if isinstance(value, str):
-        return path if "\x00" in value else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            hit = find_nul(key, path) or find_nul(item, f"{path}.{key}" if path else str(key))
-            if hit is not None:
-                return hit
-    if isinstance(value, list):
-        for i, item in enumerate(value):
-            hit = find_nul(item, f"{path}.{i}" if path else str(i))
-            if hit is not None:
-                return hit
-    return None
-
-
-class RequestModel(StrictModel):
-    """A request body: unknown fields refused, NUL characters refused."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_nul(cls, data: Any) -> Any:
-        where = find_nul(data)
-        if where is not None:
-            raise ValueError(f"text must not contain NUL characters (at {where or 'the body'})")
-        return data
-
-
-class _BasisFields(RequestModel):
+class _BasisFields(StrictModel):
     """What every kind of basis may carry; which ones are required depends on kind and status."""
 
     purpose: str | None = Text
@@ -92,7 +65,7 @@ class LegalBasisUpdate(_BasisFields):
     masking_required: bool | None = None
 
 
-class StatusChange(RequestModel):
+class StatusChange(StrictModel):
     status: Literal["in_force", "expired", "revoked"]
     reason: str | None = Field(None, max_length=2000, description="required when revoking")
 

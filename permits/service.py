@@ -1,14 +1,10 @@
 """Legal-basis services: interest assessments, IMY permits, "not required" records, their
-status life cycle and their attached PDF documents."""
+status life cycle and their attached PDF documents (stored by `vms.core.documents`)."""
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
-import os
-import re
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -19,17 +15,17 @@ from sqlalchemy.orm import Session
 from permits.models import BasisKind, BasisStatus, LegalBasis, LegalBasisDocument
 from permits.policy import JUSTIFICATION_THRESHOLD_HOURS, BasisFacts, basis_in_force
 from permits.schemas import DocumentRead, LegalBasisCreate, LegalBasisRead
-from vms.core import accounts, audit
+from vms.core import accounts, audit, documents
 from vms.core.auth import Principal
 from vms.core.db import count_rows, utcnow
-from vms.core.errors import Conflict, ErrorItem, InvalidInput, NotFound
+from vms.core.errors import Conflict, ErrorItem, Forbidden, InvalidInput, NotFound
 from vms.core.models import Role
 from vms.core.pagination import PageParams
 
 logger = logging.getLogger(__name__)
 
-MAX_DOCUMENT_BYTES = 10 * 1024 * 1024
-PDF_MAGIC = b"%PDF-"
+# Operators and police never need the legal documentation itself; policy_for applies it.
+BASIS_ROLES = (Role.admin, Role.facility_manager, Role.dpo)
 
 # Fields that only mean something for one kind of basis.
 PERMIT_ONLY = (
@@ -144,13 +140,11 @@ def list_bases(
     status: BasisStatus | None = None,
     kind: BasisKind | None = None,
 ) -> tuple[list[LegalBasis], int]:
+    principal.require_role(*BASIS_ROLES)
     stmt = select(LegalBasis)
-    readable = principal.readable_org_ids()
-    if organisation_id is not None:
-        principal.require_read(organisation_id, "organisation")
-        stmt = stmt.where(LegalBasis.organisation_id == organisation_id)
-    elif readable is not None:
-        stmt = stmt.where(LegalBasis.organisation_id.in_(readable))
+    scope = principal.read_scope(organisation_id)
+    if scope is not None:
+        stmt = stmt.where(LegalBasis.organisation_id.in_(scope))
     if status is not None:
         stmt = stmt.where(LegalBasis.status == status)
     if kind is not None:
@@ -168,6 +162,13 @@ def list_documents(*, session: Session, basis_id: int) -> list[LegalBasisDocumen
             .order_by(LegalBasisDocument.id)
         )
     )
+
+
+def read_basis(*, session: Session, principal: Principal, basis_id: int) -> LegalBasisRead:
+    """One basis with its documents, for a role that may read the documentation."""
+    principal.require_role(*BASIS_ROLES)
+    basis = get_basis_or_raise(session=session, basis_id=basis_id, principal=principal)
+    return basis_read(session=session, basis=basis)
 
 
 def basis_read(
@@ -194,10 +195,25 @@ def require_basis_write(
 ) -> None:
     """Facility managers write their own organisation's bases; DPOs document assessments for
     every organisation assigned to them; admin for all."""
+    principal.require_role(*BASIS_ROLES)
     if principal.role is Role.dpo:
         principal.require_read(organisation_id, what)
     else:
         principal.require_write(organisation_id, what)
+
+
+# Separation of duties: a facility manager drafts a basis (and attaches its documents), but
+# only the organisation's DPO or an admin decides it: puts it in force, edits it while in force,
+# ends it. Otherwise whoever runs the cameras could grant them their own permission.
+DECIDERS = (Role.admin, Role.dpo)
+
+
+def require_basis_decision(principal: Principal, what: str) -> None:
+    if principal.role not in DECIDERS:
+        raise Forbidden(
+            f"{what} is decided by the organisation's DPO or an admin (a facility manager "
+            "drafts it)"
+        )
 
 
 def _check(values: dict[str, Any], kind: BasisKind, status: BasisStatus) -> list[ErrorItem]:
@@ -238,6 +254,7 @@ def _check(values: dict[str, Any], kind: BasisKind, status: BasisStatus) -> list
 
 
 def create_basis(*, session: Session, actor: Principal, data: LegalBasisCreate) -> LegalBasis:
+    actor.require_role(*BASIS_ROLES)
     organisation_id = (
         data.organisation_id if data.organisation_id is not None else actor.organisation_id
     )
@@ -245,6 +262,8 @@ def create_basis(*, session: Session, actor: Principal, data: LegalBasisCreate) 
     accounts.get_organisation_or_raise(session=session, organisation_id=organisation_id)
     values = data.model_dump(exclude={"organisation_id", "kind", "status"})
     status = BasisStatus(data.status)
+    if status is not BasisStatus.draft:
+        require_basis_decision(actor, "putting a legal basis in force")
     errors = _check(values, data.kind, status)
     if errors:
         raise InvalidInput(errors[0].msg, items=errors)
@@ -266,8 +285,11 @@ def create_basis(*, session: Session, actor: Principal, data: LegalBasisCreate) 
 def update_basis(
     *, session: Session, actor: Principal, basis_id: int, changes: dict[str, Any]
 ) -> LegalBasis:
+    actor.require_role(*BASIS_ROLES)
     basis = get_basis_or_raise(session=session, basis_id=basis_id, principal=actor)
     require_basis_write(actor, basis.organisation_id)
+    if basis.status is BasisStatus.in_force:
+        require_basis_decision(actor, "changing a legal basis in force")
     if basis.status in (BasisStatus.expired, BasisStatus.revoked):
         raise Conflict(
             f"legal basis {basis.id} is {basis.status.value}: it is kept as documentation and "
@@ -312,9 +334,13 @@ def change_status(
     reason: str | None = None,
 ) -> LegalBasis:
     """Move a basis through draft -> in_force -> expired | revoked (drafts may be revoked)."""
+    actor.require_role(*BASIS_ROLES)
     basis = get_basis_or_raise(session=session, basis_id=basis_id, principal=actor)
     require_basis_write(actor, basis.organisation_id)
     old = basis.status
+    if status is BasisStatus.in_force or old is BasisStatus.in_force:
+        # Withdrawing one's own draft is the drafter's business; the rest is a decision.
+        require_basis_decision(actor, f"moving a legal basis from {old.value} to {status.value}")
     if status not in TRANSITIONS[old]:
         allowed = ", ".join(sorted(s.value for s in TRANSITIONS[old])) or "none"
         raise Conflict(
@@ -362,14 +388,6 @@ def _limits(basis: LegalBasis) -> dict[str, Any]:
 
 # --- documents -----------------------------------------------------------------------------
 
-_UNSAFE_NAME = re.compile(r"[^\w.\- ()]+", re.UNICODE)
-
-
-def _safe_filename(name: str | None) -> str:
-    base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
-    base = _UNSAFE_NAME.sub("_", base).strip(" .")[:200]
-    return base or "document.pdf"
-
 
 def add_document(
     *,
@@ -381,41 +399,11 @@ def add_document(
     documents_dir: Path,
 ) -> LegalBasisDocument:
     """Attach a PDF. Stored content-addressed (by SHA-256), so a file is never overwritten."""
+    actor.require_role(*BASIS_ROLES)
     basis = get_basis_or_raise(session=session, basis_id=basis_id, principal=actor)
     require_basis_write(actor, basis.organisation_id)
-    if len(content) > MAX_DOCUMENT_BYTES:
-        raise InvalidInput(
-            f"document larger than {MAX_DOCUMENT_BYTES} bytes", field="file", code="too_large"
-        )
-    if not content:
-        raise InvalidInput("document is empty", field="file")
-    if not content.startswith(PDF_MAGIC):
-        raise InvalidInput("document is not a PDF (it must start with %PDF-)", field="file")
-    digest = hashlib.sha256(content).hexdigest()
-    relative = Path(digest[:2]) / f"{digest}.pdf"
-    target = documents_dir / relative
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # Write under a temporary name and rename: a reader never sees half a document.
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".upload-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(content)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    doc = LegalBasisDocument(
-        legal_basis_id=basis.id,
-        filename=_safe_filename(filename),
-        content_type="application/pdf",
-        size_bytes=len(content),
-        sha256=digest,
-        storage_path=relative.as_posix(),
-        uploaded_by=actor.user_id,
-    )
+    stored = documents.store_upload(content, filename, documents_dir)
+    doc = LegalBasisDocument(legal_basis_id=basis.id, uploaded_by=actor.user_id, **stored)
     session.add(doc)
     session.flush()
     audit.record(
@@ -425,12 +413,7 @@ def add_document(
         organisation_id=basis.organisation_id,
         target_type="legal_basis",
         target_id=basis.id,
-        details={
-            "document_id": doc.id,
-            "filename": doc.filename,
-            "sha256": digest,
-            "size_bytes": len(content),
-        },
+        details=documents.upload_details(doc),
     )
     return doc
 
@@ -444,25 +427,16 @@ def read_document(
     documents_dir: Path,
 ) -> tuple[LegalBasisDocument, bytes]:
     """The document and its bytes, checked against the stored SHA-256."""
+    principal.require_role(*BASIS_ROLES)
     basis = get_basis_or_raise(session=session, basis_id=basis_id, principal=principal)
     doc = session.get(LegalBasisDocument, document_id)
     if doc is None or doc.legal_basis_id != basis.id:
         raise NotFound("document not found", field="document_id")
-    path = documents_dir / doc.storage_path
     try:
-        content = path.read_bytes()
-    except FileNotFoundError as exc:
-        logger.error("document %s of legal basis %s is missing on disk", doc.id, basis.id)
-        raise Conflict(
-            f"document {doc.id} is missing from storage", field="document_id", code="integrity"
-        ) from exc
-    if hashlib.sha256(content).hexdigest() != doc.sha256:
-        logger.error("document %s of legal basis %s fails its SHA-256 check", doc.id, basis.id)
-        raise Conflict(
-            f"document {doc.id} does not match its recorded SHA-256: it was changed in storage",
-            field="document_id",
-            code="integrity",
-        )
+        content = documents.load_pdf(documents_dir, doc.storage_path, doc.sha256, doc.id)
+    except Conflict:
+        logger.error("document %s of legal basis %s fails its check", doc.id, basis.id)
+        raise
     audit.record(
         session,
         action="legal_basis.document.download",

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from vms.core.cli import cli_session, fail, load_settings
+
 registry_app = typer.Typer(help="The camera registry.", no_args_is_help=True)
 
 
@@ -19,7 +21,6 @@ def import_csv(
 ) -> None:
     """Import cameras from a CSV register: all rows or none (columns: docs/registry.md)."""
     from registry import importer
-    from vms.cli import cli_session, fail, load_settings
     from vms.core import accounts
     from vms.core.crypto import SecretBox
     from vms.core.errors import InvalidInput
@@ -30,7 +31,6 @@ def import_csv(
     except OSError as exc:
         fail(f"cannot read {file}: {exc.strerror}")
     box = SecretBox(settings.secret_key_bytes())
-    roots = (settings.resolved_sample_media, settings.data_dir)
     started = time.perf_counter()
     errors: list[str] = []
     summary = ""
@@ -44,7 +44,7 @@ def import_csv(
                 session=session,
                 actor=None,
                 box=box,
-                file_roots=roots,
+                file_roots=settings.file_source_roots,
                 organisation_id=organisation.id,
                 content=content,
                 dry_run=dry_run,

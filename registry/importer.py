@@ -20,9 +20,9 @@ from sqlalchemy.orm import Session
 
 from permits import service as permit_service
 from permits.policy import DAYS
-from registry import service
+from registry import columns, service, sites
 from registry.schemas import CameraCreate, ImportResult, SiteCreate
-from vms.core import audit
+from vms.core import accounts, audit
 from vms.core.auth import Principal
 from vms.core.crypto import SecretBox
 from vms.core.errors import ErrorItem, InvalidInput
@@ -55,8 +55,11 @@ COLUMNS: dict[str, str] = {
     "source_port": "onvif: port (default 80)",
     "source_username": "rtsp/onvif: user name (encrypted at rest)",
     "source_password": "rtsp/onvif: password (encrypted at rest, never shown again)",
-    "source_profile_token": "onvif: media profile token (default: the first profile)",
-    "source_path": "file: path of a video file under the sample-media or data directory",
+    "source_profile_token": "onvif: media profile token recorded (default: the "
+    "highest-resolution H.264 profile)",
+    "source_live_profile_token": "onvif: profile for live view, e.g. the substream (default: "
+    "the recorded one)",
+    "source_path": "file: path of a video file under the sample-media or import directory",
     "timezone": "IANA time zone of the schedule (default Europe/Stockholm)",
     "schedule": "when surveillance is active, e.g. 'mon-fri 07:00-18:00; sat,sun 10:00-14:00' "
     "(empty = always)",
@@ -105,7 +108,7 @@ class RowError:
 @dataclass
 class _Row:
     number: int
-    valid: service.ValidCamera
+    valid: columns.ValidCamera
     site: str | None
 
 
@@ -140,6 +143,8 @@ def _column_of(field: str) -> str:
         return "source_" + parts[2]  # source.<kind>.<field>
     if parts[0] == "source" and len(parts) == 2 and parts[1] in ("rtsp", "onvif", "file"):
         return "source_url" if parts[1] == "rtsp" else "source_kind"
+    if parts[0] == "source" and len(parts) == 2:
+        return "source_" + parts[1]  # source.<field> (a service check)
     if parts[0] in ("schedule", "mask_plan"):
         return parts[0]
     return _FIELD_COLUMN.get(field, _FIELD_COLUMN.get(".".join(parts[:2]), parts[0]))
@@ -186,7 +191,17 @@ def _payload(cells: dict[str, str]) -> tuple[dict[str, Any], list[tuple[str, str
         except ValueError as exc:
             errors.append(("schedule", str(exc)))
     source: dict[str, Any] = {}
-    for key in ("kind", "url", "host", "port", "username", "password", "profile_token", "path"):
+    for key in (
+        "kind",
+        "url",
+        "host",
+        "port",
+        "username",
+        "password",
+        "profile_token",
+        "live_profile_token",
+        "path",
+    ):
         if (v := get(f"source_{key}")) is not None:
             source[key] = v
     if source:
@@ -271,13 +286,15 @@ def import_cameras(
     dry_run: bool = False,
 ) -> ImportResult:
     """Check every row, then create every camera (and missing sites) or nothing at all."""
-    organisation_id = service.target_org(session=session, actor=actor, requested=organisation_id)
+    if actor is not None:
+        actor.require_role(*service.WRITERS)
+    organisation_id = accounts.target_org(session=session, actor=actor, requested=organisation_id)
     _, raw_rows, errors = read_rows(content)
     # The identity map holds objects weakly: keep the organisation's bases and sites referenced
     # so that checking thousands of rows does not load them again for every row.
     _pinned = (
         permit_service.list_organisation_bases(session=session, organisation_id=organisation_id),
-        service.list_organisation_sites(session=session, organisation_id=organisation_id),
+        sites.list_organisation_sites(session=session, organisation_id=organisation_id),
     )
     good: list[_Row] = []
     for number, cells in raw_rows:
@@ -289,7 +306,7 @@ def import_cameras(
         except ValidationError as exc:
             errors += [RowError(number, col, msg) for col, msg in _pydantic_errors(exc, kind)]
             continue
-        valid, problems = service.validate_camera(
+        valid, problems = columns.validate_camera(
             session=session,
             organisation_id=organisation_id,
             data=data,
@@ -314,29 +331,29 @@ def import_cameras(
         )
     if dry_run:
         return ImportResult(dry_run=True, rows=len(good), created=0, sites_created=0, camera_ids=[])
-    sites: dict[str, int] = {}
+    site_ids: dict[str, int] = {}
     sites_created = 0
     ids: list[int] = []
     for row in good:
         site_id = None
         if row.site is not None:
-            if row.site not in sites:
-                found = service.find_site(
+            if row.site not in site_ids:
+                found = sites.find_site(
                     session=session, organisation_id=organisation_id, name=row.site
                 )
                 if found is None:
-                    found = service.create_site(
+                    found = sites.create_site(
                         session=session,
                         actor=actor,
                         data=SiteCreate(name=row.site),
                         organisation_id=organisation_id,
                     )
                     sites_created += 1
-                sites[row.site] = found.id
-            site_id = sites[row.site]
+                site_ids[row.site] = found.id
+            site_id = site_ids[row.site]
         valid = row.valid
         if site_id is not None:
-            valid = service.ValidCamera(
+            valid = columns.ValidCamera(
                 valid.organisation_id, {**valid.values, "site_id": site_id}, valid.plan
             )
         camera = service.insert_camera(session=session, actor=actor, valid=valid, via="import")

@@ -3,12 +3,10 @@ compliance report and the transparency map."""
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -24,7 +22,15 @@ from permits.policy import (
     permit_status,
     policy_for,
 )
-from registry.models import Camera, CameraMode, CameraStatus, Site
+from registry import passthrough
+from registry.models import (
+    Camera,
+    CameraMode,
+    CameraStatus,
+    PassthroughStatus,
+    RecordingPath,
+    Site,
+)
 from registry.schemas import (
     ComplianceItem,
     ComplianceReport,
@@ -32,15 +38,18 @@ from registry.schemas import (
     GeoFeatureCollection,
     GeoPoint,
     GeoProperties,
+    PassthroughCamera,
     PermitStatus,
     RegisterEntry,
     RegisterRead,
 )
-from registry.service import facts_many, read_scope
+from registry.service import REPORT_READERS, facts_many
 from vms.core import accounts, audit
 from vms.core.auth import Principal
+from vms.core.csvout import to_csv
 from vms.core.db import utcnow
 from vms.core.models import Role
+from vms.core.times import iso_seconds
 
 # kamerabevakningslagen: the register and the assessment are kept 5 years after surveillance ends.
 REGISTER_KEEP_YEARS = 5
@@ -62,6 +71,25 @@ _SECURITY = (
     "viewing, recording or export; camera credentials encrypted at rest; footage deleted "
     "automatically when the retention period ends"
 )
+
+
+class SharedRecipients(Protocol):
+    """Who receives each camera's video under sharing agreements in force at `at` (issue 14):
+    `sharing.service.recipients_in_force`, wired in by `vms.api.create_app` (the sharing domain
+    sits above the registry, so the registry cannot import it)."""
+
+    def __call__(
+        self, *, session: Session, camera_ids: Sequence[int], at: dt.datetime
+    ) -> dict[int, list[str]]: ...
+
+
+def _recipients(live_only: bool, shared: Sequence[str]) -> str:
+    """The register's recipients: the controller's staff, the police through the audited
+    export where footage exists, and every recipient of an agreement in force."""
+    parts = ["authorised staff of the controller"]
+    if not live_only:
+        parts.append("the Police Authority and prosecutors on request, through the audited export")
+    return "; ".join([*parts, *shared])
 
 
 def _years_before(at: dt.datetime, years: int) -> dt.datetime:
@@ -126,11 +154,13 @@ def register(
     principal: Principal,
     organisation_id: int | None = None,
     export_format: str = "json",
+    shared_recipients: SharedRecipients,
 ) -> RegisterRead:
     """The register (förteckning) of all camera surveillance, with what an Art. 30 record
     needs; decommissioned cameras stay in it for 5 years."""
+    principal.require_role(*REPORT_READERS)
     now = utcnow()
-    scope = read_scope(principal, organisation_id)
+    scope = principal.read_scope(organisation_id)
     cameras = _cameras_in(
         session=session,
         scope=scope,
@@ -150,6 +180,8 @@ def register(
         if site_ids
         else {}
     )
+    # Issue 14: recipients from the sharing agreements in force, not a fixed text.
+    shared = shared_recipients(session=session, camera_ids=[c.id for c in cameras], at=now)
     entries: list[RegisterEntry] = []
     for camera, fact in zip(cameras, facts, strict=True):
         basis = bases.get(camera.legal_basis_id) if camera.legal_basis_id else None
@@ -193,12 +225,7 @@ def register(
                     if live_only
                     else "video images of people and vehicles, recorded"
                 ),
-                recipients=(
-                    "authorised staff of the controller"
-                    if live_only
-                    else "authorised staff of the controller; the Police Authority and "
-                    "prosecutors on request, through the audited export"
-                ),
+                recipients=_recipients(live_only, shared.get(camera.id, [])),
                 third_country_transfers="none",
                 mode=camera.mode,
                 active_hours=schedule_text(camera.schedule),
@@ -229,18 +256,11 @@ def register(
 
 def register_csv(report: RegisterRead) -> str:
     """The register as CSV, one camera per row, columns as in RegisterEntry."""
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(RegisterEntry.model_fields), lineterminator="\r\n")
-    writer.writeheader()
-    for entry in report.entries:
-        row = entry.model_dump(mode="json")
-        writer.writerow(
-            {
-                k: "" if v is None else ("true" if v is True else "false" if v is False else v)
-                for k, v in row.items()
-            }
-        )
-    return out.getvalue()
+    columns = list(RegisterEntry.model_fields)
+    return to_csv(
+        columns,
+        ([row[c] for c in columns] for row in (e.model_dump(mode="json") for e in report.entries)),
+    )
 
 
 def _record_export(
@@ -276,8 +296,9 @@ def compliance_report(
     """Cameras in service whose basis is missing, not in force, expiring or exceeded, that keep
     footage beyond 72 h without justification, lack signs, or lack a mask plan the basis
     requires."""
+    principal.require_role(*REPORT_READERS)
     now = utcnow()
-    scope = read_scope(principal, organisation_id)
+    scope = principal.read_scope(organisation_id)
     cameras = _cameras_in(session=session, scope=scope, include_decommissioned_since=None)
     facts = facts_many(session=session, cameras=cameras)
     items: list[ComplianceItem] = []
@@ -293,6 +314,35 @@ def compliance_report(
             )
             for code, msg, field in camera_issues(fact, camera, now)
         )
+    through = [c for c in cameras if c.recording_path == RecordingPath.passthrough]
+    states = passthrough.states_of(session=session, camera_ids=(c.id for c in through))
+    listed = []
+    for camera in through:
+        state = states.get(camera.id)
+        listed.append(
+            PassthroughCamera(
+                camera_id=camera.id,
+                camera_name=camera.name,
+                organisation_id=camera.organisation_id,
+                verification=passthrough.to_read(state),
+            )
+        )
+        if state is not None and state.status in (
+            PassthroughStatus.failed,
+            PassthroughStatus.unsupported,
+        ):
+            items.append(
+                ComplianceItem(
+                    camera_id=camera.id,
+                    camera_name=camera.name,
+                    organisation_id=camera.organisation_id,
+                    code=f"passthrough_{state.status.value}",
+                    msg=f"passthrough stopped at {iso_seconds(state.failed_at or state.updated_at)}"
+                    f" ({state.reason}): the camera records through transcoding or is blocked; "
+                    "footage no check covered is quarantined",
+                    field="recording_path",
+                )
+            )
     counts = Counter(i.code for i in items)
     org_ids = sorted(scope) if scope is not None else sorted({c.organisation_id for c in cameras})
     return ComplianceReport(
@@ -301,6 +351,7 @@ def compliance_report(
         cameras_checked=len(cameras),
         counts=dict(sorted(counts.items())),
         items=items,
+        passthrough=listed,
     )
 
 
@@ -376,6 +427,14 @@ def camera_issues(
             f"{JUSTIFICATION_THRESHOLD_HOURS}, without a documented retention justification",
             "retention_hours",
         )
+    if camera.retention_kept_hours is not None and camera.retention_kept_before is not None:
+        add(
+            "retention_shortened",
+            f"retention was shortened on {camera.retention_kept_before:%Y-%m-%d}: footage "
+            f"recorded before then is kept {camera.retention_kept_hours} h (not "
+            f"{kept} h) until a DPO or admin confirms the purge",
+            "retention_hours",
+        )
     if not camera.signage_posted:
         add("no_signage", "no signs about the camera surveillance are posted", "signage")
     if (basis is None or basis.masking_required) and not _has_mask(camera):
@@ -404,7 +463,7 @@ def geojson(
         # Police search the registry across organisations (the map shows nothing secret).
         scope = {organisation_id} if organisation_id is not None else None
     else:
-        scope = read_scope(principal, organisation_id)
+        scope = principal.read_scope(organisation_id)
     cameras = [
         c
         for c in _cameras_in(session=session, scope=scope, include_decommissioned_since=None)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, File, Query, Response, UploadFile, status
+from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile, status
 from pydantic import AwareDatetime
 
-from registry import importer, reports, service
+from registry import importer, reports, service, sites
 from registry.models import CameraMode, CameraStatus
 from registry.schemas import (
     CameraCreate,
@@ -24,43 +23,27 @@ from registry.schemas import (
     SiteRead,
     SiteUpdate,
 )
-from vms.core.auth import Principal
-from vms.core.config import Settings
-from vms.core.deps import PrincipalDep, SecretBoxDep, SessionDep, SettingsDep, require_roles
-from vms.core.models import Role
-from vms.core.pagination import Page, PageParams, page_params
+from vms.core.deps import PrincipalDep, SecretBoxDep, SessionDep, SettingsDep
+from vms.core.pagination import Page, PageDep
 
 router = APIRouter(prefix="/api/v1")
-PageDep = Annotated[PageParams, Depends(page_params)]
-WriterDep = Annotated[Principal, require_roles(Role.admin, Role.facility_manager)]
-# Police get camera details through the export search, never through the registry (403).
-ReaderDep = Annotated[
-    Principal, require_roles(Role.admin, Role.facility_manager, Role.dpo, Role.operator)
-]
-DpoDep = Annotated[Principal, require_roles(Role.admin, Role.facility_manager, Role.dpo)]
 MAX_IMPORT_BYTES = 20 * 1024 * 1024
-
-
-def file_roots(settings: Settings) -> tuple[Path, ...]:
-    """Where `file` sources may point: the sample media and the data directory."""
-    return (settings.resolved_sample_media, settings.data_dir)
-
 
 # --- sites ---------------------------------------------------------------------------------
 
 
 @router.post("/sites", response_model=SiteRead, status_code=status.HTTP_201_CREATED, tags=["sites"])
-def create_site(body: SiteCreate, session: SessionDep, principal: WriterDep) -> SiteRead:
+def create_site(body: SiteCreate, session: SessionDep, principal: PrincipalDep) -> SiteRead:
     """Create a site (building or area) in your organisation (admin: any)."""
-    return SiteRead.model_validate(service.create_site(session=session, actor=principal, data=body))
+    return SiteRead.model_validate(sites.create_site(session=session, actor=principal, data=body))
 
 
 @router.get("/sites", response_model=Page[SiteRead], tags=["sites"])
 def list_sites(
-    session: SessionDep, principal: ReaderDep, page: PageDep, organisation_id: int | None = None
+    session: SessionDep, principal: PrincipalDep, page: PageDep, organisation_id: int | None = None
 ) -> Page[SiteRead]:
     """Sites of the organisations you can read."""
-    rows, total = service.list_sites(
+    rows, total = sites.list_sites(
         session=session, principal=principal, page=page, organisation_id=organisation_id
     )
     return Page(
@@ -72,18 +55,18 @@ def list_sites(
 
 
 @router.get("/sites/{site_id}", response_model=SiteRead, tags=["sites"])
-def get_site(site_id: int, session: SessionDep, principal: ReaderDep) -> SiteRead:
+def get_site(site_id: int, session: SessionDep, principal: PrincipalDep) -> SiteRead:
     """One site."""
-    site = service.get_site_or_raise(session=session, site_id=site_id, principal=principal)
+    site = sites.get_site_or_raise(session=session, site_id=site_id, principal=principal)
     return SiteRead.model_validate(site)
 
 
 @router.patch("/sites/{site_id}", response_model=SiteRead, tags=["sites"])
 def update_site(
-    site_id: int, body: SiteUpdate, session: SessionDep, principal: WriterDep
+    site_id: int, body: SiteUpdate, session: SessionDep, principal: PrincipalDep
 ) -> SiteRead:
     """Rename a site or change its address."""
-    site = service.update_site(
+    site = sites.update_site(
         session=session,
         actor=principal,
         site_id=site_id,
@@ -103,12 +86,12 @@ def create_camera(
     session: SessionDep,
     settings: SettingsDep,
     box: SecretBoxDep,
-    principal: WriterDep,
+    principal: PrincipalDep,
 ) -> CameraRead:
     """Register a camera. Refused (422) when it asks for more than its legal basis allows,
     unless it is saved paused."""
     camera = service.create_camera(
-        session=session, actor=principal, box=box, data=body, file_roots=file_roots(settings)
+        session=session, actor=principal, box=box, data=body, file_roots=settings.file_source_roots
     )
     return service.to_read(session=session, camera=camera)
 
@@ -116,7 +99,7 @@ def create_camera(
 @router.get("/cameras", response_model=Page[CameraRead], tags=["cameras"])
 def list_cameras(
     session: SessionDep,
-    principal: ReaderDep,
+    principal: PrincipalDep,
     page: PageDep,
     organisation_id: int | None = None,
     site_id: int | None = None,
@@ -157,7 +140,7 @@ def import_cameras(
     session: SessionDep,
     settings: SettingsDep,
     box: SecretBoxDep,
-    principal: WriterDep,
+    principal: PrincipalDep,
     file: Annotated[UploadFile, File(description="CSV, UTF-8; columns in docs/registry.md")],
     organisation_id: int | None = None,
     dry_run: bool = False,
@@ -168,7 +151,7 @@ def import_cameras(
         session=session,
         actor=principal,
         box=box,
-        file_roots=file_roots(settings),
+        file_roots=settings.file_source_roots,
         organisation_id=organisation_id
         if organisation_id is not None
         else principal.organisation_id,
@@ -178,7 +161,7 @@ def import_cameras(
 
 
 @router.get("/cameras/{camera_id}", response_model=CameraRead, tags=["cameras"])
-def get_camera(camera_id: int, session: SessionDep, principal: ReaderDep) -> CameraRead:
+def get_camera(camera_id: int, session: SessionDep, principal: PrincipalDep) -> CameraRead:
     """One camera (credentials are never returned)."""
     return service.read_camera(session=session, principal=principal, camera_id=camera_id)
 
@@ -190,7 +173,7 @@ def update_camera(
     session: SessionDep,
     settings: SettingsDep,
     box: SecretBoxDep,
-    principal: WriterDep,
+    principal: PrincipalDep,
 ) -> CameraRead:
     """Change a camera, pause or activate it. Nested objects are replaced as a whole."""
     camera = service.update_camera(
@@ -199,15 +182,46 @@ def update_camera(
         box=box,
         camera_id=camera_id,
         data=body,
-        file_roots=file_roots(settings),
+        file_roots=settings.file_source_roots,
     )
     return service.to_read(session=session, camera=camera)
 
 
 @router.delete("/cameras/{camera_id}", response_model=CameraRead, tags=["cameras"])
-def decommission_camera(camera_id: int, session: SessionDep, principal: WriterDep) -> CameraRead:
+def decommission_camera(camera_id: int, session: SessionDep, principal: PrincipalDep) -> CameraRead:
     """Decommission a camera; it stays in the register for 5 years."""
     camera = service.decommission_camera(session=session, actor=principal, camera_id=camera_id)
+    return service.to_read(session=session, camera=camera)
+
+
+@router.post(
+    "/cameras/{camera_id}/retention/confirm-shortening",
+    response_model=CameraRead,
+    tags=["cameras"],
+)
+def confirm_retention_shortening(
+    camera_id: int, session: SessionDep, principal: PrincipalDep
+) -> CameraRead:
+    """Let a shortened retention reach the footage recorded before it was shortened (the DPO
+    or an admin of the camera's organisation; audited). Until then that footage keeps the
+    retention it was recorded under."""
+    camera = service.confirm_retention_shortening(
+        session=session, actor=principal, camera_id=camera_id
+    )
+    return service.to_read(session=session, camera=camera)
+
+
+@router.post(
+    "/cameras/{camera_id}/passthrough/retry",
+    response_model=CameraRead,
+    tags=["cameras"],
+)
+def retry_passthrough(camera_id: int, session: SessionDep, principal: PrincipalDep) -> CameraRead:
+    """Forget a passthrough camera's failed check or unsupported device, so the pipeline
+    pushes the masks and verifies afresh (after the camera was fixed; facility managers and
+    admins of its organisation; audited). Until then it records through transcoding (or is
+    blocked, per the installation's setting)."""
+    camera = service.retry_passthrough(session=session, actor=principal, camera_id=camera_id)
     return service.to_read(session=session, camera=camera)
 
 
@@ -215,7 +229,7 @@ def decommission_camera(camera_id: int, session: SessionDep, principal: WriterDe
 def camera_policy(
     camera_id: int,
     session: SessionDep,
-    principal: ReaderDep,
+    principal: PrincipalDep,
     at: AwareDatetime | None = None,
 ) -> PolicyRead:
     """What the camera may do now (or at `at`) under its legal basis, and why not."""
@@ -223,6 +237,12 @@ def camera_policy(
 
 
 # --- DPO views -----------------------------------------------------------------------------
+
+
+def _shared_recipients(request: Request) -> reports.SharedRecipients:
+    # Wired by vms.api.create_app (issue 14): the sharing domain sits above the registry.
+    lookup: reports.SharedRecipients = request.app.state.shared_recipients
+    return lookup
 
 
 @router.get(
@@ -233,9 +253,10 @@ def camera_policy(
 )
 def get_register(
     session: SessionDep,
-    principal: DpoDep,
+    principal: PrincipalDep,
     organisation_id: int | None = None,
     format: Literal["json", "csv"] = "json",
+    shared_recipients: reports.SharedRecipients = Depends(_shared_recipients),
 ) -> RegisterRead | Response:
     """The register of all camera surveillance (incl. cameras decommissioned in the last
     5 years) with the GDPR Art. 30 fields; audit-logged as an export."""
@@ -244,6 +265,7 @@ def get_register(
         principal=principal,
         organisation_id=organisation_id,
         export_format=format,
+        shared_recipients=shared_recipients,
     )
     if format == "json":
         return report
@@ -258,7 +280,7 @@ def get_register(
 
 @router.get("/compliance", response_model=ComplianceReport, tags=["register"])
 def get_compliance(
-    session: SessionDep, principal: DpoDep, organisation_id: int | None = None
+    session: SessionDep, principal: PrincipalDep, organisation_id: int | None = None
 ) -> ComplianceReport:
     """Cameras in service that need attention: basis missing, draft, expiring, expired or
     revoked; asking more than the basis allows; > 72 h without justification; no signs; no

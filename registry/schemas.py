@@ -2,6 +2,9 @@
 
 Credentials are write-only: request models accept `username`/`password` (or a URL with
 `user:password@`), responses only say `has_credentials`.
+
+Over 500 lines on purpose (barely): one model per route body of the camera registry, kept
+together so that the write-only credential rule is visible for every source kind at once.
 """
 
 from __future__ import annotations
@@ -24,8 +27,14 @@ from pydantic import (
 )
 
 from permits.policy import DAYS
-from permits.schemas import RequestModel
-from registry.models import CameraMode, CameraStatus, SourceKind
+
+# The enums other packages need are part of the registry's public schema (models stay private).
+from registry.models import CameraMode as CameraMode
+from registry.models import CameraStatus as CameraStatus
+from registry.models import PassthroughStatus as PassthroughStatus
+from registry.models import RecordingPath as RecordingPath
+from registry.models import SourceKind as SourceKind
+from vms.core.schemas import StrictModel
 
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
@@ -55,7 +64,7 @@ class PermitStatus(enum.StrEnum):
 # --- parts ---------------------------------------------------------------------------------
 
 
-class OwnerContact(RequestModel):
+class OwnerContact(StrictModel):
     name: str | None = Field(None, max_length=200)
     email: EmailStr | None = None
     phone: str | None = Field(None, max_length=50)
@@ -70,7 +79,7 @@ class OwnerContact(RequestModel):
         return v
 
 
-class Location(RequestModel):
+class Location(StrictModel):
     address: str | None = Field(None, max_length=300)
     lat: float | None = Field(None, ge=-90, le=90, allow_inf_nan=False, description="WGS84")
     lon: float | None = Field(None, ge=-180, le=180, allow_inf_nan=False, description="WGS84")
@@ -86,7 +95,7 @@ class Location(RequestModel):
         return self
 
 
-class ScheduleWindow(RequestModel):
+class ScheduleWindow(StrictModel):
     """Days and local clock times [start, end); an end before the start runs past midnight,
     start == end means 24 hours from start."""
 
@@ -109,12 +118,12 @@ class ScheduleWindow(RequestModel):
         return v
 
 
-class Signage(RequestModel):
+class Signage(StrictModel):
     posted: bool = False
     text: str | None = Field(None, max_length=2000)
 
 
-class _Credentials(RequestModel):
+class _Credentials(StrictModel):
     # repr=False: a request model printed in a traceback or a debug log shows no secret.
     username: str | None = Field(None, min_length=1, max_length=200, repr=False)
     password: SecretStr | None = Field(None, min_length=1, max_length=500, repr=False)
@@ -160,7 +169,19 @@ class OnvifSource(_Credentials):
     kind: Literal["onvif"]
     host: str = Field(min_length=1, max_length=255, description="host name or IP address")
     port: int = Field(80, ge=1, le=65535)
-    profile_token: str | None = Field(None, min_length=1, max_length=100)
+    profile_token: str | None = Field(
+        None,
+        min_length=1,
+        max_length=100,
+        description="the profile recorded (default: the highest-resolution H.264 profile)",
+    )
+    live_profile_token: str | None = Field(
+        None,
+        min_length=1,
+        max_length=100,
+        description="the profile live view shows, e.g. the camera's substream (read only while "
+        "someone watches, masked by vms like the main stream); default: the recorded profile",
+    )
 
     @field_validator("host")
     @classmethod
@@ -170,12 +191,13 @@ class OnvifSource(_Credentials):
         return v
 
 
-class FileSource(RequestModel):
+class FileSource(StrictModel):
     kind: Literal["file"]
     path: str = Field(
         min_length=1,
         max_length=1000,
-        description="a video file under the sample-media or data directory (demo, import)",
+        description="a video file under the sample-media or import directory "
+        "(VMS_SAMPLE_MEDIA_DIR, VMS_IMPORT_DIR; never the data directory)",
     )
 
 
@@ -193,7 +215,24 @@ def _check_timezone(v: str) -> str:
 # --- cameras -------------------------------------------------------------------------------
 
 
-class CameraCreate(RequestModel):
+RECORD_FPS = Field(
+    None,
+    gt=0,
+    le=60,
+    allow_inf_nan=False,
+    description="record this many frames per second (e.g. 10 of a 25 fps stream); null: all",
+)
+RECORD_HEIGHT = Field(
+    None, ge=144, le=4320, description="record scaled down to this many lines; null: as streamed"
+)
+RECORDING_PATH_DOC = (
+    "transcode: vms decodes, masks and encodes (any plan). passthrough: the camera draws the "
+    "plan's masks (ONVIF Media2) and its H.264 is recorded as it comes, keyframes checked; "
+    "ONVIF cameras with a static plan (no detectors) that record"
+)
+
+
+class CameraCreate(StrictModel):
     organisation_id: int | None = Field(
         None, description="defaults to your own organisation (admin: any)"
     )
@@ -212,6 +251,9 @@ class CameraCreate(RequestModel):
     signage: Signage = Field(default_factory=Signage)
     mask_plan: dict[str, Any] | None = Field(None, description="see the masking documentation")
     status: Literal["active", "paused"] = "active"
+    record_fps: float | None = RECORD_FPS
+    record_height: int | None = RECORD_HEIGHT
+    recording_path: RecordingPath = Field(RecordingPath.transcode, description=RECORDING_PATH_DOC)
 
     @field_validator("timezone")
     @classmethod
@@ -219,7 +261,7 @@ class CameraCreate(RequestModel):
         return _check_timezone(v)
 
 
-class CameraUpdate(RequestModel):
+class CameraUpdate(StrictModel):
     site_id: int | None = None
     name: str | None = Field(None, min_length=1, max_length=200)
     owner_contact: OwnerContact | None = None
@@ -239,6 +281,9 @@ class CameraUpdate(RequestModel):
     signage: Signage | None = None
     mask_plan: dict[str, Any] | None = None
     status: Literal["active", "paused"] | None = Field(None, description="decommission with DELETE")
+    record_fps: float | None = RECORD_FPS
+    record_height: int | None = RECORD_HEIGHT
+    recording_path: RecordingPath | None = Field(None, description=RECORDING_PATH_DOC)
 
     @field_validator("timezone")
     @classmethod
@@ -252,6 +297,7 @@ class SourceRead(BaseModel):
     host: str | None = None
     port: int | None = None
     profile_token: str | None = None
+    live_profile_token: str | None = None
     path: str | None = None
     has_credentials: bool
 
@@ -281,10 +327,37 @@ class CameraRead(BaseModel):
     signage: Signage
     mask_plan: dict[str, Any] | None
     mask_plan_hash: str | None
+    record_fps: float | None = None
+    record_height: int | None = None
+    recording_path: RecordingPath = RecordingPath.transcode
+    passthrough: PassthroughRead | None = Field(
+        None, description="passthrough cameras: where verification stands"
+    )
     status: CameraStatus
+    retention_kept_before: dt.datetime | None = Field(
+        None, description="retention was shortened: footage that ended before this keeps..."
+    )
+    retention_kept_hours: int | None = Field(
+        None, description="...this retention until a DPO or admin confirms the purge"
+    )
     decommissioned_at: dt.datetime | None
     created_at: dt.datetime
     updated_at: dt.datetime
+
+
+class PassthroughRead(BaseModel):
+    """A passthrough camera's verification, as its worker last wrote it."""
+
+    status: PassthroughStatus | None = Field(
+        None, description="null: the camera has not run in passthrough yet"
+    )
+    plan_hash: str | None = None
+    verified_since: dt.datetime | None = None
+    last_verified_at: dt.datetime | None = None
+    checks_passed: int = 0
+    failed_at: dt.datetime | None = None
+    reason: str | None = None
+    detail: str | None = None
 
 
 class PolicyRead(BaseModel):
@@ -302,7 +375,7 @@ class PolicyRead(BaseModel):
 # --- sites ---------------------------------------------------------------------------------
 
 
-class SiteCreate(RequestModel):
+class SiteCreate(StrictModel):
     organisation_id: int | None = Field(
         None, description="defaults to your own organisation (admin: any)"
     )
@@ -310,7 +383,7 @@ class SiteCreate(RequestModel):
     address: str | None = Field(None, max_length=300)
 
 
-class SiteUpdate(RequestModel):
+class SiteUpdate(StrictModel):
     name: str | None = Field(None, min_length=1, max_length=200)
     address: str | None = Field(None, max_length=300)
 
@@ -391,12 +464,26 @@ class ComplianceItem(BaseModel):
     field: str | None = None
 
 
+class PassthroughCamera(BaseModel):
+    """A camera set to record passthrough: whether its masks are verified, and since when."""
+
+    camera_id: int
+    camera_name: str
+    organisation_id: int
+    verification: PassthroughRead
+
+
 class ComplianceReport(BaseModel):
     generated_at: dt.datetime
     organisation_ids: list[int]
     cameras_checked: int
     counts: dict[str, int]
     items: list[ComplianceItem]
+    passthrough: list[PassthroughCamera] = Field(
+        default_factory=list,
+        description="cameras recording the camera's own masked stream: status, verified "
+        "since, last verification (written at most every 30 s), failures",
+    )
 
 
 class GeoPoint(BaseModel):

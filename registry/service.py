@@ -1,62 +1,63 @@
-"""Registry services: cameras and sites. Other packages go through these functions, never
-through the models.
+"""Registry services: cameras. Other packages go through these functions, never through the
+models: the pipeline reads `cameras_in_service`, `stream_url`, `source_credentials`; retention
+and export read `get_camera_or_raise`, `policy`, `camera_facts`; the police search reads
+`cameras_near`; exports cite plans through `mask_plans`.
 
-The shared functions at the top (`get_camera_or_raise`, `camera_facts`, `policy`,
-`camera_permit_status`, `list_active_camera_ids`, `source_credentials`, `stream_url`) are called
-by the pipeline, retention and export packages: keep their names and signatures.
+Over 500 lines on purpose: it is the camera table's one service, and its parts lean on each
+other (the writes use the same getters and `camera_facts` as the reads other packages make,
+`update_camera` the retention-shortening helpers); what stood alone already moved out (below).
+
+Request-to-column mapping and the save checks live in `registry.columns`, sites in
+`registry.sites`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import json
 import logging
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from masking import PlanError, parse_plan, plan_hash
 from permits import service as permit_service
 from permits.policy import (
     BasisFacts,
     CameraFacts,
     Policy,
     Window,
-    conflicts,
     permit_status,
     policy_for,
 )
-from registry.models import Camera, CameraMode, CameraStatus, MaskPlanVersion, Site, SourceKind
+from registry import columns, passthrough
+from registry.models import Camera, CameraMode, CameraStatus, MaskPlanVersion
 from registry.schemas import (
     CameraCreate,
     CameraRead,
     CameraUpdate,
-    ConflictRead,
-    FileSource,
-    Location,
-    OnvifSource,
-    OwnerContact,
     PermitStatus,
     PolicyRead,
-    RtspSource,
-    ScheduleWindow,
-    Signage,
-    SiteCreate,
-    SourceRead,
 )
 from vms.core import accounts, audit
 from vms.core.auth import Principal
-from vms.core.crypto import SecretBox, join_credentials, scrub, split_credentials
+from vms.core.crypto import SecretBox, join_credentials, join_query_secrets
 from vms.core.db import count_rows, utcnow
-from vms.core.errors import Conflict, ErrorItem, InvalidInput, NotFound
+from vms.core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from vms.core.models import Role
 from vms.core.pagination import PageParams
 
 logger = logging.getLogger(__name__)
+
+# Who may do what with the registry. Police get camera details through the export search,
+# never through the registry (403).
+WRITERS = (Role.admin, Role.facility_manager)
+READERS = (Role.admin, Role.facility_manager, Role.dpo, Role.operator)
+REPORT_READERS = (Role.admin, Role.facility_manager, Role.dpo)
 
 
 def get_camera(*, session: Session, camera_id: int) -> Camera | None:
@@ -94,15 +95,7 @@ def camera_facts(*, session: Session, camera: Camera) -> CameraFacts:
         if camera.legal_basis_id is not None
         else None
     )
-    return CameraFacts(
-        id=camera.id,
-        mode=camera.mode.value,
-        status=camera.status.value,
-        retention_hours=camera.retention_hours,
-        basis=basis,
-        schedule=parse_schedule(camera.schedule),
-        timezone=camera.timezone,
-    )
+    return _facts(camera, basis)
 
 
 def policy(*, session: Session, camera_id: int, at: dt.datetime | None = None) -> Policy:
@@ -116,7 +109,7 @@ def camera_permit_status(*, session: Session, camera: Camera, at: dt.datetime | 
 
 
 def list_active_camera_ids(*, session: Session) -> list[int]:
-    """Cameras the pipeline should consider (everything not decommissioned)."""
+    """Ids of every camera that is not decommissioned."""
     return list(
         session.scalars(
             select(Camera.id)
@@ -124,6 +117,83 @@ def list_active_camera_ids(*, session: Session) -> list[int]:
             .order_by(Camera.id)
         )
     )
+
+
+def cameras_in_service(*, session: Session) -> list[tuple[Camera, CameraFacts]]:
+    """Every camera that is not decommissioned, with its policy facts, in two queries however
+    many cameras there are (the pipeline reconciles against this every poll)."""
+    cameras = list(
+        session.scalars(
+            select(Camera).where(Camera.status != CameraStatus.decommissioned).order_by(Camera.id)
+        )
+    )
+    return list(zip(cameras, facts_many(session=session, cameras=cameras), strict=True))
+
+
+def mask_plans(
+    *, session: Session, camera: Camera, hashes: Sequence[str]
+) -> dict[str, dict[str, Any] | None]:
+    """The plan behind each hash a recording cites (None if the registry no longer has it)."""
+    out: dict[str, dict[str, Any] | None] = dict.fromkeys(hashes)
+    if camera.mask_plan_hash in out:
+        out[camera.mask_plan_hash] = camera.mask_plan
+    missing = [h for h, plan in out.items() if plan is None]
+    if missing:
+        rows = session.execute(
+            select(MaskPlanVersion.plan_hash, MaskPlanVersion.plan).where(
+                MaskPlanVersion.camera_id == camera.id, MaskPlanVersion.plan_hash.in_(missing)
+            )
+        )
+        for digest, plan in rows:
+            out[digest] = plan
+    return out
+
+
+EARTH_RADIUS_M = 6_371_008.8
+
+
+def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance (haversine)."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
+
+
+def cameras_near(
+    *, session: Session, lat: float, lon: float, radius_m: float
+) -> list[tuple[Camera, float]]:
+    """Cameras within `radius_m` of (lat, lon), nearest first, across all organisations (the
+    police search decides who may ask).
+
+    A bounding box on the indexed lat/lon columns narrows the rows; the exact distance decides.
+    """
+    dlat = math.degrees(radius_m / EARTH_RADIUS_M)
+    coslat = max(math.cos(math.radians(lat)), 1e-6)
+    dlon = min(180.0, math.degrees(radius_m / (EARTH_RADIUS_M * coslat)))
+    stmt = select(Camera).where(
+        Camera.lat.is_not(None),
+        Camera.lon.is_not(None),
+        Camera.lat.between(lat - dlat, lat + dlat),
+    )
+    lo, hi = lon - dlon, lon + dlon
+    # A box crossing the antimeridian takes the whole band and lets the distance decide.
+    if lo >= -180 and hi <= 180:
+        stmt = stmt.where(Camera.lon.between(lo, hi))
+    hits = []
+    for camera in session.scalars(stmt.order_by(Camera.id)):
+        assert camera.lat is not None
+        assert camera.lon is not None
+        d = distance_m(lat, lon, camera.lat, camera.lon)
+        if d <= radius_m:
+            hits.append((camera, d))
+    hits.sort(key=lambda x: (x[1], x[0].id))
+    return hits
+
+
+def plan_masks(*, camera: Camera) -> bool:
+    """Whether the camera's plan anonymises anything (False also without a plan)."""
+    return bool(columns.plan_masks(camera.mask_plan, camera.mask_plan_hash))
 
 
 def source_credentials(*, camera: Camera, box: SecretBox) -> tuple[str | None, str | None]:
@@ -134,11 +204,15 @@ def source_credentials(*, camera: Camera, box: SecretBox) -> tuple[str | None, s
 
 
 def stream_url(*, camera: Camera, box: SecretBox) -> str | None:
-    """The RTSP URL with credentials, for the decoder only: never log or return it."""
+    """The RTSP URL with credentials (userinfo and query), for the decoder only: never log or
+    return it."""
     if camera.source_url is None:
         return None
-    user, password = source_credentials(camera=camera, box=box)
-    return join_credentials(camera.source_url, user, password)
+    if not camera.source_secret:
+        return camera.source_url
+    data = json.loads(box.decrypt(camera.source_secret))
+    url = join_credentials(camera.source_url, data.get("username"), data.get("password"))
+    return join_query_secrets(url, [tuple(p) for p in data.get("query", [])])
 
 
 def _facts(camera: Camera, basis: BasisFacts | None) -> CameraFacts:
@@ -150,6 +224,9 @@ def _facts(camera: Camera, basis: BasisFacts | None) -> CameraFacts:
         basis=basis,
         schedule=parse_schedule(camera.schedule),
         timezone=camera.timezone,
+        plan_masks=columns.plan_masks(camera.mask_plan, camera.mask_plan_hash),
+        retention_kept_before=camera.retention_kept_before,
+        retention_kept_hours=camera.retention_kept_hours,
     )
 
 
@@ -159,342 +236,6 @@ def facts_many(*, session: Session, cameras: Sequence[Camera]) -> list[CameraFac
         session=session, basis_ids=(c.legal_basis_id for c in cameras if c.legal_basis_id)
     )
     return [_facts(c, bases.get(c.legal_basis_id) if c.legal_basis_id else None) for c in cameras]
-
-
-# --- organisation scoping ------------------------------------------------------------------
-
-
-def target_org(*, session: Session, actor: Principal | None, requested: int | None) -> int:
-    """The organisation a new record goes into: the caller's own unless they name another,
-    which only admin may (others get 404 for an organisation they cannot see, 403 otherwise)."""
-    if actor is None:
-        if requested is None:
-            raise InvalidInput("organisation_id is required", field="organisation_id")
-        org_id = requested
-    else:
-        org_id = requested if requested is not None else actor.organisation_id
-        actor.require_write(org_id, "organisation")
-    accounts.get_organisation_or_raise(session=session, organisation_id=org_id)
-    return org_id
-
-
-def read_scope(principal: Principal, organisation_id: int | None) -> set[int] | None:
-    """Organisations a read covers; None is all of them."""
-    if organisation_id is not None:
-        principal.require_read(organisation_id, "organisation")
-        return {organisation_id}
-    return principal.readable_org_ids()
-
-
-# --- sites ---------------------------------------------------------------------------------
-
-
-def get_site_or_raise(
-    *, session: Session, site_id: int, principal: Principal | None = None
-) -> Site:
-    site = session.get(Site, site_id)
-    if site is None or (principal is not None and not principal.can_read_org(site.organisation_id)):
-        raise NotFound("site not found", field="site_id")
-    return site
-
-
-def list_sites(
-    *, session: Session, principal: Principal, page: PageParams, organisation_id: int | None = None
-) -> tuple[list[Site], int]:
-    stmt = select(Site)
-    scope = read_scope(principal, organisation_id)
-    if scope is not None:
-        stmt = stmt.where(Site.organisation_id.in_(scope))
-    total = count_rows(session, stmt)
-    rows = session.scalars(stmt.order_by(Site.id).limit(page.limit).offset(page.offset))
-    return list(rows), total
-
-
-def list_organisation_sites(*, session: Session, organisation_id: int) -> list[Site]:
-    return list(session.scalars(select(Site).where(Site.organisation_id == organisation_id)))
-
-
-def find_site(*, session: Session, organisation_id: int, name: str) -> Site | None:
-    return session.scalar(
-        select(Site)
-        .where(Site.organisation_id == organisation_id, Site.name == name)
-        .order_by(Site.id)
-        .limit(1)
-    )
-
-
-def create_site(
-    *,
-    session: Session,
-    actor: Principal | None,
-    data: SiteCreate,
-    organisation_id: int | None = None,
-) -> Site:
-    org_id = target_org(
-        session=session,
-        actor=actor,
-        requested=organisation_id if organisation_id is not None else data.organisation_id,
-    )
-    if find_site(session=session, organisation_id=org_id, name=data.name) is not None:
-        raise Conflict(f"a site named {data.name!r} already exists", field="name")
-    site = Site(organisation_id=org_id, name=data.name, address=data.address)
-    session.add(site)
-    session.flush()
-    audit.record(
-        session,
-        action="site.create",
-        actor=actor,
-        organisation_id=org_id,
-        target_type="site",
-        target_id=site.id,
-        details={"name": site.name},
-    )
-    return site
-
-
-def update_site(
-    *, session: Session, actor: Principal, site_id: int, changes: dict[str, Any]
-) -> Site:
-    site = get_site_or_raise(session=session, site_id=site_id, principal=actor)
-    actor.require_write(site.organisation_id, "site")
-    if "name" in changes:
-        if changes["name"] is None:
-            raise InvalidInput("must not be null", field="name")
-        other = find_site(
-            session=session, organisation_id=site.organisation_id, name=changes["name"]
-        )
-        if other is not None and other.id != site.id:
-            raise Conflict(f"a site named {changes['name']!r} already exists", field="name")
-    changed = sorted(k for k, v in changes.items() if getattr(site, k) != v)
-    for key, value in changes.items():
-        setattr(site, key, value)
-    session.flush()
-    if changed:
-        audit.record(
-            session,
-            action="site.update",
-            actor=actor,
-            organisation_id=site.organisation_id,
-            target_type="site",
-            target_id=site.id,
-            details={"fields": changed},
-        )
-    return site
-
-
-# --- cameras: turning a request into columns -----------------------------------------------
-
-# Fields that PATCH may not set to null (the rest are optional on the record too).
-_NOT_NULL = (
-    "name",
-    "owner_contact",
-    "location",
-    "purpose",
-    "purpose_category",
-    "mode",
-    "retention_hours",
-    "source",
-    "timezone",
-    "schedule",
-    "signage",
-    "status",
-)
-_DIRECT = ("site_id", "name", "purpose", "retention_hours", "legal_basis_id", "timezone")
-
-
-def _source_columns(
-    src: RtspSource | OnvifSource | FileSource,
-    *,
-    box: SecretBox,
-    keep_secret: str | None,
-    file_roots: Sequence[Path],
-) -> tuple[dict[str, Any], list[ErrorItem]]:
-    """Columns for a source. Credentials (separate or inside the URL) go encrypted into
-    `source_secret`; the URL is stored without them."""
-    cols: dict[str, Any] = {
-        "source_kind": SourceKind(src.kind),
-        "source_url": None,
-        "source_host": None,
-        "source_port": None,
-        "source_profile_token": None,
-        "source_path": None,
-        "source_secret": None,
-    }
-    if isinstance(src, FileSource):
-        path, error = _file_path(src.path, file_roots)
-        if error:
-            return cols, [ErrorItem("invalid", error, "source.path")]
-        cols["source_path"] = path
-        return cols, []
-    username = src.username
-    password = src.password.get_secret_value() if src.password is not None else None
-    given = bool({"username", "password"} & src.model_fields_set)
-    if isinstance(src, RtspSource):
-        url, url_user, url_password = split_credentials(src.url)
-        if url_user is not None or url_password is not None:
-            username, password, given = url_user, url_password, True
-        cols["source_url"] = url
-    else:
-        cols |= {
-            "source_host": src.host,
-            "source_port": src.port,
-            "source_profile_token": src.profile_token,
-        }
-    if not given and keep_secret is not None:
-        cols["source_secret"] = keep_secret
-    elif username or password:
-        cols["source_secret"] = box.encrypt(
-            json.dumps({"username": username, "password": password})
-        )
-    return cols, []
-
-
-def _file_path(raw: str, roots: Sequence[Path]) -> tuple[str | None, str | None]:
-    """File sources may only read video under the configured roots: an API user must not be
-    able to point the decoder at arbitrary files on the server."""
-    if not roots:
-        return None, "file sources are not enabled on this installation"
-    path = Path(raw)
-    if not path.is_absolute():
-        path = roots[0] / path
-    try:
-        resolved = path.resolve()
-    except (OSError, ValueError):
-        return None, "is not a usable path"
-    if not any(resolved.is_relative_to(root.resolve()) for root in roots):
-        return None, "must be inside the sample-media directory or the data directory"
-    if not resolved.is_file():
-        return None, "file not found"
-    return str(resolved), None
-
-
-def _mask_plan(
-    raw: dict[str, Any] | None,
-) -> tuple[tuple[dict[str, Any], str] | None, list[ErrorItem]]:
-    """The normalised plan and its hash; null or {} is the explicit "no masking" plan."""
-    try:
-        plan = parse_plan(raw)
-    except PlanError as exc:
-        return None, [
-            ErrorItem("invalid", e["msg"], f"mask_plan.{e['field']}" if e["field"] else "mask_plan")
-            for e in exc.errors
-        ]
-    return (plan.model_dump(mode="json"), plan_hash(plan)), []
-
-
-def _columns(
-    data: CameraCreate | CameraUpdate,
-    fields: Iterable[str],
-    *,
-    box: SecretBox,
-    keep_secret: str | None,
-    file_roots: Sequence[Path],
-) -> tuple[dict[str, Any], tuple[dict[str, Any], str] | None, list[ErrorItem]]:
-    """Column values for the given request fields, the mask plan if one was sent, and errors."""
-    values: dict[str, Any] = {}
-    plan: tuple[dict[str, Any], str] | None = None
-    errors: list[ErrorItem] = []
-    for name in fields:
-        value = getattr(data, name)
-        if value is None and name in _NOT_NULL:
-            errors.append(ErrorItem("invalid", "must not be null", name))
-        elif name in _DIRECT:
-            values[name] = value
-        elif name == "purpose_category":
-            values[name] = value.value
-        elif name == "mode":
-            values[name] = CameraMode(value)
-        elif name == "status":
-            values[name] = CameraStatus(value)
-        elif name == "owner_contact":
-            values |= {
-                "owner_contact_name": value.name,
-                "owner_contact_email": str(value.email) if value.email else None,
-                "owner_contact_phone": value.phone,
-            }
-        elif name == "location":
-            values |= value.model_dump()
-        elif name == "schedule":
-            values["schedule"] = [w.model_dump() for w in value]
-        elif name == "signage":
-            values |= {"signage_posted": value.posted, "signage_text": value.text}
-        elif name == "source":
-            cols, errs = _source_columns(
-                value, box=box, keep_secret=keep_secret, file_roots=file_roots
-            )
-            values |= cols
-            errors += errs
-        elif name == "mask_plan":
-            plan, errs = _mask_plan(value)
-            errors += errs
-        # organisation_id is resolved by the caller.
-    return values, plan, errors
-
-
-_CHECKED = ("site_id", "legal_basis_id", "mode", "retention_hours", "status")
-
-
-def _check_links(
-    *, session: Session, organisation_id: int, values: dict[str, Any]
-) -> list[ErrorItem]:
-    """Site and basis must be the organisation's own; an active camera may not ask for more
-    than its basis allows (a paused one may: it is saved, not run)."""
-    errors: list[ErrorItem] = []
-    site_id = values.get("site_id")
-    if site_id is not None:
-        site = session.get(Site, site_id)
-        if site is None or site.organisation_id != organisation_id:
-            errors.append(ErrorItem("not_found", f"site {site_id} not found", "site_id"))
-    basis_id = values.get("legal_basis_id")
-    basis: BasisFacts | None = None
-    if basis_id is not None:
-        basis = permit_service.basis_of_organisation(
-            session=session, basis_id=basis_id, organisation_id=organisation_id
-        )
-        if basis is None:
-            errors.append(
-                ErrorItem("not_found", f"legal basis {basis_id} not found", "legal_basis_id")
-            )
-    if basis is not None and values["status"] is CameraStatus.active:
-        facts = CameraFacts(
-            id=0,
-            mode=values["mode"].value,
-            status=values["status"].value,
-            retention_hours=values["retention_hours"],
-            basis=basis,
-        )
-        errors += [ErrorItem("exceeds_basis", msg, field) for field, msg in conflicts(facts)]
-    return errors
-
-
-@dataclass(frozen=True)
-class ValidCamera:
-    """A checked camera request: column values and, if one was sent, the normalised mask plan."""
-
-    organisation_id: int
-    values: dict[str, Any]
-    plan: tuple[dict[str, Any], str] | None
-
-
-def validate_camera(
-    *,
-    session: Session,
-    organisation_id: int,
-    data: CameraCreate,
-    box: SecretBox,
-    file_roots: Sequence[Path],
-) -> tuple[ValidCamera, list[ErrorItem]]:
-    """Everything create_camera checks, without writing."""
-    fields = [
-        f
-        for f in CameraCreate.model_fields
-        # An omitted plan stays unset; an explicit null is the explicit "no masking" plan.
-        if f != "organisation_id" and (f != "mask_plan" or f in data.model_fields_set)
-    ]
-    values, plan, errors = _columns(data, fields, box=box, keep_secret=None, file_roots=file_roots)
-    if not any(e.field in _CHECKED for e in errors):
-        errors += _check_links(session=session, organisation_id=organisation_id, values=values)
-    return ValidCamera(organisation_id, values, plan), errors
 
 
 def create_camera(
@@ -507,12 +248,14 @@ def create_camera(
     organisation_id: int | None = None,
 ) -> Camera:
     """Register a camera. 422 naming each field when it breaks a rule or exceeds its basis."""
-    org_id = target_org(
+    if actor is not None:
+        actor.require_role(*WRITERS)
+    org_id = accounts.target_org(
         session=session,
         actor=actor,
         requested=organisation_id if organisation_id is not None else data.organisation_id,
     )
-    valid, errors = validate_camera(
+    valid, errors = columns.validate_camera(
         session=session, organisation_id=org_id, data=data, box=box, file_roots=file_roots
     )
     if errors:
@@ -521,7 +264,7 @@ def create_camera(
 
 
 def insert_camera(
-    *, session: Session, actor: Principal | None, valid: ValidCamera, via: str = "api"
+    *, session: Session, actor: Principal | None, valid: columns.ValidCamera, via: str = "api"
 ) -> Camera:
     """Store a camera that validate_camera passed (the import checks all rows first)."""
     org_id = valid.organisation_id
@@ -587,6 +330,7 @@ def update_camera(
     file_roots: Sequence[Path],
 ) -> Camera:
     """Change a camera; the result is checked against its basis like a new one."""
+    actor.require_role(*WRITERS)
     camera = get_camera_or_raise(session=session, camera_id=camera_id, principal=actor)
     actor.require_write(camera.organisation_id, "camera")
     if camera.status is CameraStatus.decommissioned:
@@ -596,23 +340,53 @@ def update_camera(
             field="status",
         )
     fields = sorted(data.model_fields_set)
-    keep, errors = _kept_secret(camera, data.source)
-    values, plan, more = _columns(data, fields, box=box, keep_secret=keep, file_roots=file_roots)
+    keep, errors = columns.kept_secret(camera, data.source)
+    values, plan, more = columns.columns(
+        data, fields, box=box, keep_secret=keep, file_roots=file_roots
+    )
     errors += more
-    if not any(e.field in _CHECKED for e in errors):
-        merged = {name: getattr(camera, name) for name in _CHECKED} | {
-            k: v for k, v in values.items() if k in _CHECKED
+    if not any(e.field in columns.CHECKED for e in errors):
+        merged = {name: getattr(camera, name) for name in columns.CHECKED} | {
+            k: v for k, v in values.items() if k in columns.CHECKED
         }
-        errors += _check_links(
-            session=session, organisation_id=camera.organisation_id, values=merged
+        body, digest = plan if plan is not None else (camera.mask_plan, camera.mask_plan_hash)
+        errors += columns.check_links(
+            session=session,
+            organisation_id=camera.organisation_id,
+            values=merged,
+            plan_masks=columns.plan_masks(body, digest),
+        )
+    if not any(e.field == "source" for e in errors):
+        after_values = {
+            k: values.get(k, getattr(camera, k)) for k in ("recording_path", "source_kind", "mode")
+        }
+        errors += passthrough.check_camera(
+            **after_values, plan=plan[0] if plan is not None else camera.mask_plan
+        )
+        errors += columns.check_live_profile(
+            mode=after_values["mode"],
+            live_profile_token=values.get(
+                "source_live_profile_token", camera.source_live_profile_token
+            ),
         )
     if errors:
         raise InvalidInput(errors[0].msg, items=errors)
     old_status = camera.status
-    changed = sorted(_field_of(k) for k, v in values.items() if getattr(camera, k) != v)
+    now = utcnow()
+    before = _retention_now(session, camera, now)
+    # What a DPO reading the log needs: old and new values of the fields that decide what is
+    # kept and shown (never of the source: it may carry credentials).
+    values_changed = {
+        k: {"from": _plain(getattr(camera, k)), "to": _plain(v)}
+        for k, v in values.items()
+        if k in _AUDITED_VALUES and getattr(camera, k) != v
+    }
+    changed = sorted(columns.field_of(k) for k, v in values.items() if getattr(camera, k) != v)
     for key, value in values.items():
         setattr(camera, key, value)
     session.flush()
+    after = _retention_now(session, camera, now)
+    retention_note = _protect_older_footage(camera, before, after, now)
     if plan is not None and _record_plan(session, camera, plan, actor):
         changed.append("mask_plan")
         audit.record(
@@ -626,6 +400,11 @@ def update_camera(
         )
     changed = sorted(set(changed) - {"status"})
     if changed:
+        details: dict[str, Any] = {"fields": changed, "values": values_changed}
+        if before != after:
+            details["effective_retention_hours"] = {"from": before, "to": after}
+        if retention_note is not None:
+            details["older_footage"] = retention_note
         audit.record(
             session,
             action="camera.update",
@@ -633,7 +412,7 @@ def update_camera(
             organisation_id=camera.organisation_id,
             target_type="camera",
             target_id=camera.id,
-            details={"fields": changed},
+            details=details,
         )
     if camera.status is not old_status:
         audit.record(
@@ -648,62 +427,91 @@ def update_camera(
     return camera
 
 
-def _endpoint(url: str | None, host: str | None, port: int | None) -> tuple[str | None, int | None]:
-    if url is not None:
-        parts = urlsplit(url)
-        return parts.hostname, parts.port
-    return host, port
+_AUDITED_VALUES = (
+    "mode",
+    "retention_hours",
+    "legal_basis_id",
+    "status",
+    "timezone",
+    "site_id",
+    "recording_path",
+)
 
 
-def _kept_secret(
-    camera: Camera, src: RtspSource | OnvifSource | FileSource | None
-) -> tuple[str | None, list[ErrorItem]]:
-    """A new source sent without credentials keeps the stored ones only if it still points at
-    the same host and port: otherwise whoever may edit cameras could send the write-only
-    password to a server of their choosing."""
-    if src is None or isinstance(src, FileSource) or camera.source_secret is None:
-        return None, []
-    if src.kind != camera.source_kind.value:
-        return None, []
-    if {"username", "password"} & src.model_fields_set:
-        return None, []
-    new_url = src.url if isinstance(src, RtspSource) else None
-    if new_url is not None and split_credentials(new_url)[1:] != (None, None):
-        return None, []
-    new = _endpoint(
-        new_url,
-        src.host if isinstance(src, OnvifSource) else None,
-        src.port if isinstance(src, OnvifSource) else None,
+def _plain(value: object) -> object:
+    return value.value if isinstance(value, enum.Enum) else value
+
+
+def _retention_now(session: Session, camera: Camera, now: dt.datetime) -> int:
+    """How long new footage of the camera may be kept now (camera wish capped by the basis)."""
+    return policy_for(camera_facts(session=session, camera=camera), now).max_retention_hours
+
+
+def _protect_older_footage(
+    camera: Camera, before: int, after: int, now: dt.datetime
+) -> dict[str, Any] | None:
+    """A shortened retention applies from now on: footage recorded before keeps the retention
+    it was recorded under until a DPO or admin confirms the purge. A lengthened one past the
+    kept retention ends the protection."""
+    if after < before:
+        camera.retention_kept_before = now
+        camera.retention_kept_hours = max(before, camera.retention_kept_hours or 0)
+        return {
+            "kept_hours": camera.retention_kept_hours,
+            "recorded_before": now.isoformat(),
+            "until": "a DPO or admin confirms the purge",
+        }
+    if camera.retention_kept_hours is not None and after >= camera.retention_kept_hours:
+        camera.retention_kept_before = camera.retention_kept_hours = None
+    return None
+
+
+def confirm_retention_shortening(*, session: Session, actor: Principal, camera_id: int) -> Camera:
+    """Let the shortened retention reach footage recorded before the change (the next sweep
+    deletes what is now past it). The organisation's DPO or an admin decides; audited with
+    the old and new retention."""
+    if actor.role not in (Role.admin, Role.dpo):
+        raise Forbidden("confirming a purge is decided by the organisation's DPO or an admin")
+    camera = get_camera_or_raise(session=session, camera_id=camera_id, principal=actor)
+    if camera.retention_kept_hours is None or camera.retention_kept_before is None:
+        raise Conflict(
+            f"camera {camera.id} has no shortened retention waiting for confirmation",
+            code="nothing_to_confirm",
+        )
+    now = utcnow()
+    new = policy_for(camera_facts(session=session, camera=camera), now).max_retention_hours
+    details = {
+        "from_hours": camera.retention_kept_hours,
+        "to_hours": new,
+        "recorded_before": camera.retention_kept_before.isoformat(),
+    }
+    camera.retention_kept_before = camera.retention_kept_hours = None
+    session.flush()
+    audit.record(
+        session,
+        action="camera.retention_purge_confirmed",
+        actor=actor,
+        organisation_id=camera.organisation_id,
+        target_type="camera",
+        target_id=camera.id,
+        details=details,
     )
-    old = _endpoint(camera.source_url, camera.source_host, camera.source_port)
-    if new != old:
-        return None, [
-            ErrorItem(
-                "credentials_required",
-                "the source points at another host or port: give username and password again "
-                "(or null for none)",
-                "source.password",
-            )
-        ]
-    return camera.source_secret, []
+    return camera
 
 
-def _field_of(column: str) -> str:
-    """The API field a column belongs to (audit entries name fields, never values)."""
-    for prefix, name in (
-        ("source_", "source"),
-        ("owner_contact_", "owner_contact"),
-        ("signage_", "signage"),
-    ):
-        if column.startswith(prefix):
-            return name
-    if column in ("address", "lat", "lon", "mount_height_m", "direction_deg"):
-        return "location"
-    return column
+def retry_passthrough(*, session: Session, actor: Principal, camera_id: int) -> Camera:
+    """See `registry.passthrough.retry`: facility managers and admins of the camera's
+    organisation."""
+    actor.require_role(*WRITERS)
+    camera = get_camera_or_raise(session=session, camera_id=camera_id, principal=actor)
+    actor.require_write(camera.organisation_id, "camera")
+    passthrough.retry(session=session, actor=actor, camera=camera)
+    return camera
 
 
 def decommission_camera(*, session: Session, actor: Principal, camera_id: int) -> Camera:
     """Take a camera out of service for good; it stays in the register for 5 years."""
+    actor.require_role(*WRITERS)
     camera = get_camera_or_raise(session=session, camera_id=camera_id, principal=actor)
     actor.require_write(camera.organisation_id, "camera")
     if camera.status is CameraStatus.decommissioned:
@@ -727,66 +535,28 @@ def decommission_camera(*, session: Session, actor: Principal, camera_id: int) -
 # --- cameras: reading ----------------------------------------------------------------------
 
 
-def camera_read(camera: Camera, facts: CameraFacts, at: dt.datetime) -> CameraRead:
-    """The API view of a camera: no credentials, computed permit status and conflicts."""
-    return CameraRead(
-        id=camera.id,
-        organisation_id=camera.organisation_id,
-        site_id=camera.site_id,
-        name=camera.name,
-        owner_contact=OwnerContact.model_construct(
-            name=camera.owner_contact_name,
-            email=camera.owner_contact_email,
-            phone=camera.owner_contact_phone,
-        ),
-        location=Location.model_construct(
-            address=camera.address,
-            lat=camera.lat,
-            lon=camera.lon,
-            mount_height_m=camera.mount_height_m,
-            direction_deg=camera.direction_deg,
-        ),
-        purpose=camera.purpose,
-        purpose_category=camera.purpose_category,
-        mode=camera.mode,
-        retention_hours=camera.retention_hours,
-        legal_basis_id=camera.legal_basis_id,
-        permit_status=PermitStatus(permit_status(facts, at)),
-        conflicts=[ConflictRead(field=f, msg=m) for f, m in conflicts(facts)],
-        source=SourceRead(
-            kind=camera.source_kind,
-            url=scrub(camera.source_url) if camera.source_url else None,
-            host=camera.source_host,
-            port=camera.source_port,
-            profile_token=camera.source_profile_token,
-            path=camera.source_path,
-            has_credentials=camera.source_secret is not None,
-        ),
-        timezone=camera.timezone,
-        schedule=[ScheduleWindow.model_construct(**w) for w in camera.schedule or []],
-        signage=Signage.model_construct(posted=camera.signage_posted, text=camera.signage_text),
-        mask_plan=camera.mask_plan,
-        mask_plan_hash=camera.mask_plan_hash,
-        status=camera.status,
-        decommissioned_at=camera.decommissioned_at,
-        created_at=camera.created_at,
-        updated_at=camera.updated_at,
+def to_read(*, session: Session, camera: Camera) -> CameraRead:
+    """The API view of a camera already loaded (and checked) by the caller."""
+    return columns.camera_read(
+        camera,
+        camera_facts(session=session, camera=camera),
+        utcnow(),
+        passthrough.state_of(session=session, camera_id=camera.id),
     )
 
 
 def read_camera(*, session: Session, principal: Principal, camera_id: int) -> CameraRead:
+    """One camera the principal may read."""
+    principal.require_role(*READERS)
     camera = get_camera_or_raise(session=session, camera_id=camera_id, principal=principal)
-    return camera_read(camera, camera_facts(session=session, camera=camera), utcnow())
-
-
-def to_read(*, session: Session, camera: Camera) -> CameraRead:
-    return camera_read(camera, camera_facts(session=session, camera=camera), utcnow())
+    return to_read(session=session, camera=camera)
 
 
 def camera_policy(
     *, session: Session, principal: Principal, camera_id: int, at: dt.datetime | None = None
 ) -> PolicyRead:
     """What the camera may do now (or at `at`), with the reasons for every denial."""
+    principal.require_role(*READERS)
     camera = get_camera_or_raise(session=session, camera_id=camera_id, principal=principal)
     at = at or utcnow()
     p = policy_for(camera_facts(session=session, camera=camera), at)
@@ -821,8 +591,9 @@ def list_cameras(
     q: str | None = None,
 ) -> tuple[list[CameraRead], int]:
     """Cameras the principal can read, filtered; `q` searches name, purpose and address."""
+    principal.require_role(*READERS)
     stmt = select(Camera)
-    scope = read_scope(principal, organisation_id)
+    scope = principal.read_scope(organisation_id)
     if scope is not None:
         stmt = stmt.where(Camera.organisation_id.in_(scope))
     if site_id is not None:
@@ -848,7 +619,7 @@ def list_cameras(
         total = count_rows(session, stmt)
         rows = list(session.scalars(stmt.limit(page.limit).offset(page.offset)))
         facts = facts_many(session=session, cameras=rows)
-        return [camera_read(c, f, now) for c, f in zip(rows, facts, strict=True)], total
+        return _reads(session, list(zip(rows, facts, strict=True)), now), total
     # permit_status is computed, not stored: filter in Python (registers are thousands, not
     # millions, of cameras).
     rows = list(session.scalars(stmt))
@@ -859,4 +630,11 @@ def list_cameras(
         if permit_status(f, now) == permit_status_is
     ]
     window = hits[page.offset : page.offset + page.limit]
-    return [camera_read(c, f, now) for c, f in window], len(hits)
+    return _reads(session, window, now), len(hits)
+
+
+def _reads(
+    session: Session, cameras: Sequence[tuple[Camera, CameraFacts]], now: dt.datetime
+) -> list[CameraRead]:
+    states = passthrough.states_of(session=session, camera_ids=(c.id for c, _ in cameras))
+    return [columns.camera_read(c, f, now, states.get(c.id)) for c, f in cameras]

@@ -55,14 +55,24 @@ CASES = [
         lambda ctx: Req(params={"organisation_id": ctx.owner.id}),
     ),
     RouteCase("GET", "/api/v1/legal-bases/{basis_id}", 200, BASIS_ROLES, _basis),
+    # Changing a basis in force and putting one in force are the DPO's or admin's decisions
+    # (separation of duties): a facility manager of the organisation gets 403.
     RouteCase(
         "PATCH",
         "/api/v1/legal-bases/{basis_id}",
         200,
         BASIS_ROLES,
         lambda ctx: _basis(ctx, json={"active_hours": "dygnet runt"}),
+        overrides={(Role.facility_manager, True): 403},
     ),
-    RouteCase("POST", "/api/v1/legal-bases/{basis_id}/status", 200, BASIS_ROLES, _draft),
+    RouteCase(
+        "POST",
+        "/api/v1/legal-bases/{basis_id}/status",
+        200,
+        BASIS_ROLES,
+        _draft,
+        overrides={(Role.facility_manager, True): 403},
+    ),
     RouteCase(
         "POST",
         "/api/v1/legal-bases/{basis_id}/documents",

@@ -43,21 +43,59 @@ def errors(resp: Any) -> list[tuple[str | None, str]]:
     return [(e.get("field"), e["msg"]) for e in resp.json()["detail"]]
 
 
-def test_create_in_force_assessment(client: TestClient, factory: Factory) -> None:
+def test_a_facility_manager_drafts_but_does_not_decide(
+    client: TestClient, factory: Factory
+) -> None:
+    """Separation of duties: whoever runs the cameras may not grant them their own basis."""
     fm = factory.user("facility_manager")
-    r = client.post("/api/v1/legal-bases", headers=fm.headers, json=assessment())
+    refused = client.post("/api/v1/legal-bases", headers=fm.headers, json=assessment())
+    assert refused.status_code == 403
+    assert refused.json()["detail"][0]["msg"] == (
+        "putting a legal basis in force is decided by the organisation's DPO or an admin "
+        "(a facility manager drafts it)"
+    )
+    r = client.post("/api/v1/legal-bases", headers=fm.headers, json=assessment(status="draft"))
+    assert r.status_code == 201, r.text
+    url = f"/api/v1/legal-bases/{r.json()['id']}"
+    assert client.patch(url, headers=fm.headers, json={"title": "Utkast 2"}).status_code == 200
+    go = client.post(f"{url}/status", headers=fm.headers, json={"status": "in_force"})
+    assert go.status_code == 403
+    dpo = factory.user("dpo", fm.user.organisation)
+    r = client.post(f"{url}/status", headers=dpo.headers, json={"status": "in_force"})
+    assert r.status_code == 200, r.text
+    # In force: editing and ending it are decisions too.
+    assert client.patch(url, headers=fm.headers, json={"title": "x"}).status_code == 403
+    ended = client.post(
+        f"{url}/status", headers=fm.headers, json={"status": "revoked", "reason": "fel"}
+    )
+    assert ended.status_code == 403
+    # A draft of one's own may be withdrawn.
+    other = client.post(
+        "/api/v1/legal-bases", headers=fm.headers, json=assessment(status="draft")
+    ).json()
+    r = client.post(
+        f"/api/v1/legal-bases/{other['id']}/status",
+        headers=fm.headers,
+        json={"status": "revoked", "reason": "ersatt"},
+    )
+    assert r.status_code == 200, r.text
+
+
+def test_create_in_force_assessment(client: TestClient, factory: Factory) -> None:
+    dpo = factory.user("dpo")
+    r = client.post("/api/v1/legal-bases", headers=dpo.headers, json=assessment())
     assert r.status_code == 201, r.text
     body = r.json()
-    assert body["organisation_id"] == fm.organisation_id
+    assert body["organisation_id"] == dpo.organisation_id
     assert body["status"] == "in_force"
     assert body["in_force_now"] is True
     assert body["documents"] == []
-    got = client.get(f"/api/v1/legal-bases/{body['id']}", headers=fm.headers).json()
+    got = client.get(f"/api/v1/legal-bases/{body['id']}", headers=dpo.headers).json()
     assert got["title"] == "Entré och cykelrum"
 
 
 def test_permit_and_not_required(client: TestClient, factory: Factory) -> None:
-    fm = factory.user("facility_manager")
+    dpo = factory.user("dpo")
     permit = {
         "kind": "permit",
         "status": "in_force",
@@ -71,12 +109,12 @@ def test_permit_and_not_required(client: TestClient, factory: Factory) -> None:
         "live_view_allowed": True,
         "recording_allowed": True,
     }
-    r = client.post("/api/v1/legal-bases", headers=fm.headers, json=permit)
+    r = client.post("/api/v1/legal-bases", headers=dpo.headers, json=permit)
     assert r.status_code == 201, r.text
     assert r.json()["case_number"] == "DI-2023-1234"
     r = client.post(
         "/api/v1/legal-bases",
-        headers=fm.headers,
+        headers=dpo.headers,
         json={
             "kind": "not_required",
             "status": "in_force",
@@ -183,22 +221,22 @@ def test_permit_and_not_required(client: TestClient, factory: Factory) -> None:
 def test_create_refusals(
     client: TestClient, factory: Factory, body: dict[str, Any], expected: list[tuple[str, str]]
 ) -> None:
-    fm = factory.user("facility_manager")
-    r = client.post("/api/v1/legal-bases", headers=fm.headers, json=body)
+    dpo = factory.user("dpo")
+    r = client.post("/api/v1/legal-bases", headers=dpo.headers, json=body)
     assert r.status_code == 422, r.text
     assert errors(r) == expected
 
 
 def test_draft_may_be_incomplete_then_goes_in_force(client: TestClient, factory: Factory) -> None:
-    fm = factory.user("facility_manager")
+    dpo = factory.user("dpo")
     r = client.post(
-        "/api/v1/legal-bases", headers=fm.headers, json={"kind": "assessment", "title": "Utkast"}
+        "/api/v1/legal-bases", headers=dpo.headers, json={"kind": "assessment", "title": "Utkast"}
     )
     assert r.status_code == 201, r.text
     basis_id = r.json()["id"]
     assert r.json()["in_force_now"] is False
     r = client.post(
-        f"/api/v1/legal-bases/{basis_id}/status", headers=fm.headers, json={"status": "in_force"}
+        f"/api/v1/legal-bases/{basis_id}/status", headers=dpo.headers, json={"status": "in_force"}
     )
     assert r.status_code == 422
     assert errors(r)[0] == (
@@ -207,11 +245,11 @@ def test_draft_may_be_incomplete_then_goes_in_force(client: TestClient, factory:
     )
     fill = {k: v for k, v in assessment().items() if k not in ("kind", "title", "status")}
     assert (
-        client.patch(f"/api/v1/legal-bases/{basis_id}", headers=fm.headers, json=fill).status_code
+        client.patch(f"/api/v1/legal-bases/{basis_id}", headers=dpo.headers, json=fill).status_code
         == 200
     )
     r = client.post(
-        f"/api/v1/legal-bases/{basis_id}/status", headers=fm.headers, json={"status": "in_force"}
+        f"/api/v1/legal-bases/{basis_id}/status", headers=dpo.headers, json={"status": "in_force"}
     )
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "in_force"
@@ -221,16 +259,16 @@ def test_draft_may_be_incomplete_then_goes_in_force(client: TestClient, factory:
 def test_status_life_cycle_and_audit(
     client: TestClient, factory: Factory, session: Session
 ) -> None:
-    fm = factory.user("facility_manager")
-    basis = factory.basis(fm.user.organisation)
+    dpo = factory.user("dpo")
+    basis = factory.basis(dpo.user.organisation)
     url = f"/api/v1/legal-bases/{basis.id}/status"
-    r = client.post(url, headers=fm.headers, json={"status": "revoked"})
+    r = client.post(url, headers=dpo.headers, json={"status": "revoked"})
     assert r.status_code == 422
     assert errors(r) == [("reason", "a reason is required when revoking a legal basis")]
-    r = client.post(url, headers=fm.headers, json={"status": "revoked", "reason": "  "})
+    r = client.post(url, headers=dpo.headers, json={"status": "revoked", "reason": "  "})
     assert errors(r) == [("reason", "a reason is required when revoking a legal basis")]
     r = client.post(
-        url, headers=fm.headers, json={"status": "revoked", "reason": "Kameran flyttad"}
+        url, headers=dpo.headers, json={"status": "revoked", "reason": "Kameran flyttad"}
     )
     assert r.status_code == 200, r.text
     body = r.json()
@@ -238,7 +276,7 @@ def test_status_life_cycle_and_audit(
     assert body["revoked_reason"] == "Kameran flyttad"
     assert body["revoked_at"] is not None
     assert body["surveillance_ended_at"] is not None
-    r = client.post(url, headers=fm.headers, json={"status": "in_force"})
+    r = client.post(url, headers=dpo.headers, json={"status": "in_force"})
     assert r.status_code == 409
     assert errors(r) == [
         (
@@ -247,7 +285,7 @@ def test_status_life_cycle_and_audit(
             "(allowed from revoked: none)",
         )
     ]
-    r = client.patch(f"/api/v1/legal-bases/{basis.id}", headers=fm.headers, json={"title": "x"})
+    r = client.patch(f"/api/v1/legal-bases/{basis.id}", headers=dpo.headers, json={"title": "x"})
     assert r.status_code == 409
     assert errors(r) == [
         (
@@ -261,15 +299,15 @@ def test_status_life_cycle_and_audit(
             AuditEntry.action == "legal_basis.status", AuditEntry.target_id == str(basis.id)
         )
     ).one()
-    assert entry.actor_id == fm.user.id
+    assert entry.actor_id == dpo.user.id
     assert entry.details == {"from": "in_force", "to": "revoked", "reason": "Kameran flyttad"}
 
 
 def test_transition_table(client: TestClient, factory: Factory) -> None:
-    fm = factory.user("facility_manager")
-    draft = factory.basis(fm.user.organisation, status="draft")
+    dpo = factory.user("dpo")
+    draft = factory.basis(dpo.user.organisation, status="draft")
     r = client.post(
-        f"/api/v1/legal-bases/{draft.id}/status", headers=fm.headers, json={"status": "expired"}
+        f"/api/v1/legal-bases/{draft.id}/status", headers=dpo.headers, json={"status": "expired"}
     )
     assert r.status_code == 409
     assert errors(r) == [
@@ -279,31 +317,31 @@ def test_transition_table(client: TestClient, factory: Factory) -> None:
             "(allowed from draft: in_force, revoked)",
         )
     ]
-    live = factory.basis(fm.user.organisation)
+    live = factory.basis(dpo.user.organisation)
     r = client.post(
-        f"/api/v1/legal-bases/{live.id}/status", headers=fm.headers, json={"status": "expired"}
+        f"/api/v1/legal-bases/{live.id}/status", headers=dpo.headers, json={"status": "expired"}
     )
     assert r.status_code == 200
     assert r.json()["in_force_now"] is False
 
 
 def test_update_rules(client: TestClient, factory: Factory, session: Session) -> None:
-    fm = factory.user("facility_manager")
-    basis = factory.basis(fm.user.organisation)
+    dpo = factory.user("dpo")
+    basis = factory.basis(dpo.user.organisation)
     url = f"/api/v1/legal-bases/{basis.id}"
-    r = client.patch(url, headers=fm.headers, json={"title": None, "recording_allowed": None})
+    r = client.patch(url, headers=dpo.headers, json={"title": None, "recording_allowed": None})
     assert r.status_code == 422
     assert errors(r) == [("title", "must not be null"), ("recording_allowed", "must not be null")]
-    r = client.patch(url, headers=fm.headers, json={"max_retention_hours": 240})
+    r = client.patch(url, headers=dpo.headers, json={"max_retention_hours": 240})
     assert errors(r)[0][0] == "retention_justification"
     r = client.patch(
         url,
-        headers=fm.headers,
+        headers=dpo.headers,
         json={"max_retention_hours": 240, "retention_justification": "Skadegörelse upptäcks sent"},
     )
     assert r.status_code == 200, r.text
     # Clearing a field an in-force basis needs is refused like creating it without.
-    r = client.patch(url, headers=fm.headers, json={"covered_area": None})
+    r = client.patch(url, headers=dpo.headers, json={"covered_area": None})
     assert errors(r) == [
         ("covered_area", "required for a basis of kind 'assessment' to be in force")
     ]

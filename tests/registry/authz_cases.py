@@ -35,6 +35,25 @@ def _camera(ctx: Ctx, **extra: Any) -> Req:
     return Req(path_params={"camera_id": camera.id}, **extra)
 
 
+def _passthrough(ctx: Ctx) -> Req:
+    camera = ctx.factory.camera(
+        ctx.owner,
+        source={"kind": "onvif", "host": "127.0.0.1", "port": 8080},
+        mask_plan={"version": 1, "default": "anonymise"},
+        recording_path="passthrough",
+    )
+    return Req(path_params={"camera_id": camera.id})
+
+
+def _shortened(ctx: Ctx) -> Req:
+    from vms.core.db import utcnow
+
+    camera = ctx.factory.camera(
+        ctx.owner, retention_hours=24, retention_kept_before=utcnow(), retention_kept_hours=72
+    )
+    return Req(path_params={"camera_id": camera.id})
+
+
 def _site(ctx: Ctx, **extra: Any) -> Req:
     site = ctx.factory.site(ctx.owner)
     return Req(path_params={"site_id": site.id}, **extra)
@@ -93,6 +112,14 @@ CASES = [
     ),
     RouteCase("DELETE", "/api/v1/cameras/{camera_id}", 200, WRITERS, _camera),
     RouteCase("GET", "/api/v1/cameras/{camera_id}/policy", 200, READERS, _camera),
+    RouteCase(
+        "POST",
+        "/api/v1/cameras/{camera_id}/retention/confirm-shortening",
+        200,
+        roles("admin", "dpo"),
+        _shortened,
+    ),
+    RouteCase("POST", "/api/v1/cameras/{camera_id}/passthrough/retry", 200, WRITERS, _passthrough),
     RouteCase("GET", "/api/v1/register", 200, DPO_VIEWS, _in_owner),
     RouteCase("GET", "/api/v1/compliance", 200, DPO_VIEWS, _in_owner),
 ]

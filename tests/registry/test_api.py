@@ -3,6 +3,7 @@ updates, decommissioning, filters, mask-plan versions and the audit trail."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,45 +11,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from permits.models import LegalBasis
 from registry.models import Camera, MaskPlanVersion
 from tests.factories import Actor, Factory
+from tests.registry.helpers import MASK, body, errors
 from vms.core.config import Settings
 from vms.core.models import AuditEntry, Organisation
-
-MASK = {
-    "zones": [{"type": "polygon", "action": "anonymise", "points": [[0, 0], [0.5, 0], [0.5, 0.5]]}]
-}
-
-
-def body(basis: LegalBasis | None, **extra: Any) -> dict[str, Any]:
-    return {
-        "name": "Entré",
-        "owner_contact": {"name": "Anna Fastighet", "email": "anna@brf.se", "phone": "+46 8 123"},
-        "location": {"address": "Storgatan 1", "lat": 59.33, "lon": 18.07, "direction_deg": 90},
-        "purpose": "Förebygga skadegörelse vid entrén",
-        "purpose_category": "property_protection",
-        "mode": "live_and_recording",
-        "retention_hours": 48,
-        "legal_basis_id": basis.id if basis else None,
-        "source": {"kind": "rtsp", "url": "rtsp://127.0.0.1:8554/cam"},
-        "signage": {"posted": True, "text": "Kamerabevakning, Brf Eken"},
-        **extra,
-    }
-
-
-def errors(resp: Any) -> list[tuple[str | None, str]]:
-    return [(e.get("field"), e["msg"]) for e in resp.json()["detail"]]
-
-
-@pytest.fixture
-def fm(factory: Factory) -> Actor:
-    return factory.user("facility_manager")
-
-
-@pytest.fixture
-def org(fm: Actor) -> Organisation:
-    return fm.user.organisation
 
 
 def test_create_and_read(
@@ -76,6 +43,7 @@ def test_create_and_read(
         "host": None,
         "port": None,
         "profile_token": None,
+        "live_profile_token": None,
         "path": None,
         "has_credentials": False,
     }
@@ -164,217 +132,6 @@ def test_exceeding_the_basis_is_refused_unless_paused(
     assert errors(r) == [(f, m.format(id=basis.id)) for f, m in expected]
 
 
-@pytest.mark.parametrize(
-    ("extra", "expected"),
-    [
-        pytest.param(
-            {"colour": "red"}, [("colour", "Extra inputs are not permitted")], id="unknown field"
-        ),
-        pytest.param(
-            {"mode": "always"},
-            [("mode", "Input should be 'live', 'recording' or 'live_and_recording'")],
-            id="mode",
-        ),
-        pytest.param(
-            {"purpose_category": "fun"},
-            [
-                (
-                    "purpose_category",
-                    "Input should be 'crime_prevention', 'property_protection', "
-                    "'traffic_management', 'care_supervision', 'safety' or 'other'",
-                )
-            ],
-            id="purpose category",
-        ),
-        pytest.param(
-            {"retention_hours": -1},
-            [("retention_hours", "Input should be greater than or equal to 0")],
-            id="negative retention",
-        ),
-        pytest.param(
-            {"status": "decommissioned"},
-            [("status", "Input should be 'active' or 'paused'")],
-            id="created decommissioned",
-        ),
-        pytest.param(
-            {"location": {"lat": 59.3}},
-            [("location", "lat and lon must be given together")],
-            id="lat without lon",
-        ),
-        pytest.param(
-            {"location": {"lat": 91, "lon": 18}},
-            [("location.lat", "Input should be less than or equal to 90")],
-            id="lat out of range",
-        ),
-        pytest.param(
-            {"location": {"lat": 59, "lon": 18, "direction_deg": 360}},
-            [("location.direction_deg", "Input should be less than 360")],
-            id="direction",
-        ),
-        pytest.param(
-            {"owner_contact": {"email": "not-an-email"}},
-            [
-                (
-                    "owner_contact.email",
-                    "value is not a valid email address: An email address must have an @-sign.",
-                )
-            ],
-            id="email",
-        ),
-        pytest.param(
-            {"owner_contact": {"phone": "call me"}},
-            [
-                (
-                    "owner_contact.phone",
-                    "must be a phone number: digits, spaces, ()- and an optional leading +",
-                )
-            ],
-            id="phone",
-        ),
-        pytest.param(
-            {"timezone": "Mars/Olympus"},
-            [
-                (
-                    "timezone",
-                    "unknown time zone: use an IANA name such as Europe/Stockholm",
-                )
-            ],
-            id="timezone",
-        ),
-        pytest.param(
-            {"schedule": [{"days": ["monday"], "start": "07:00", "end": "18:00"}]},
-            [
-                (
-                    "schedule.0.days.0",
-                    "Input should be 'mon', 'tue', 'wed', 'thu', 'fri', 'sat' or 'sun'",
-                )
-            ],
-            id="schedule day",
-        ),
-        pytest.param(
-            {"schedule": [{"days": ["mon", "mon"], "start": "07:00", "end": "18:00"}]},
-            [("schedule.0.days", "days must not repeat")],
-            id="schedule repeated day",
-        ),
-        pytest.param(
-            {"schedule": [{"days": [], "start": "07:00", "end": "18:00"}]},
-            [("schedule.0.days", "List should have at least 1 item after validation, not 0")],
-            id="schedule no days",
-        ),
-        pytest.param(
-            {"schedule": [{"days": ["mon"], "start": "7", "end": "24:00"}]},
-            [
-                ("schedule.0.start", "must be a time HH:MM between 00:00 and 23:59"),
-                ("schedule.0.end", "must be a time HH:MM between 00:00 and 23:59"),
-            ],
-            id="schedule times",
-        ),
-        pytest.param(
-            {"source": {"kind": "rtsp", "url": "http://127.0.0.1/cam"}},
-            [("source.rtsp.url", "must be an rtsp:// or rtsps:// URL")],
-            id="url scheme",
-        ),
-        pytest.param(
-            {"source": {"kind": "rtsp", "url": "rtsp://u:p@127.0.0.1/cam", "password": "q"}},
-            [
-                (
-                    "source.rtsp",
-                    "give credentials either in the URL or as username/password, not both",
-                )
-            ],
-            id="credentials twice",
-        ),
-        pytest.param(
-            {"source": {"kind": "rtsp", "url": "rtsp://127.0.0.1:0/cam"}},
-            [("source.rtsp.url", "port must be between 1 and 65535")],
-            id="url port 0",
-        ),
-        pytest.param(
-            {"source": {"kind": "rtsp", "url": "rtsp://[::1/cam"}},
-            [("source.rtsp.url", "is not a valid URL (check the host and port)")],
-            id="url unparsable",
-        ),
-        pytest.param(
-            {"source": {"kind": "file", "path": "clip\x00.mp4"}},
-            [(None, "text must not contain NUL characters (at source.path)")],
-            id="NUL in a path",
-        ),
-        pytest.param(
-            {"signage": {"posted": True, "text": "Kamera\x00"}},
-            [(None, "text must not contain NUL characters (at signage.text)")],
-            id="NUL in text (PostgreSQL cannot store it)",
-        ),
-        pytest.param(
-            {"source": {"kind": "onvif", "host": "http://cam.local"}},
-            [
-                (
-                    "source.onvif.host",
-                    "must be a host name or IP address (no scheme, port, path or user)",
-                )
-            ],
-            id="onvif host",
-        ),
-        pytest.param(
-            {"source": {"kind": "onvif", "host": "cam.local", "port": 0}},
-            [("source.onvif.port", "Input should be greater than or equal to 1")],
-            id="onvif port",
-        ),
-        pytest.param(
-            {"source": {"kind": "file", "path": "/etc/passwd"}},
-            [("source.path", "must be inside the sample-media directory or the data directory")],
-            id="file outside the roots",
-        ),
-        pytest.param(
-            {"source": {"kind": "file", "path": "../../../etc/passwd"}},
-            [("source.path", "must be inside the sample-media directory or the data directory")],
-            id="file escaping with ..",
-        ),
-        pytest.param(
-            {"source": {"kind": "file", "path": "no-such-clip.mp4"}},
-            [("source.path", "file not found")],
-            id="file missing",
-        ),
-        pytest.param(
-            {"source": {"kind": "ftp"}},
-            [
-                (
-                    "source",
-                    "Input tag 'ftp' found using 'kind' does not match any of the expected tags: "
-                    "'rtsp', 'onvif', 'file'",
-                )
-            ],
-            id="source kind",
-        ),
-        pytest.param(
-            {"mask_plan": {"method": "smudge"}},
-            [("mask_plan.method", "Input should be 'blur', 'pixelate' or 'fill'")],
-            id="mask plan",
-        ),
-        pytest.param(
-            {"legal_basis_id": 999_999},
-            [("legal_basis_id", "legal basis 999999 not found")],
-            id="unknown basis",
-        ),
-        pytest.param(
-            {"site_id": 999_999},
-            [("site_id", "site 999999 not found")],
-            id="unknown site",
-        ),
-    ],
-)
-def test_create_refusals(
-    client: TestClient,
-    factory: Factory,
-    fm: Actor,
-    org: Organisation,
-    extra: dict[str, Any],
-    expected: list[tuple[str, str]],
-) -> None:
-    r = client.post("/api/v1/cameras", headers=fm.headers, json=body(factory.basis(org), **extra))
-    assert r.status_code == 422, r.text
-    assert errors(r) == expected
-
-
 def test_basis_and_site_of_another_organisation_are_not_found(
     client: TestClient, factory: Factory, fm: Actor
 ) -> None:
@@ -419,28 +176,36 @@ def test_organisation_rules(client: TestClient, factory: Factory, fm: Actor) -> 
     ]
 
 
-def test_file_source_under_the_data_dir(
+def test_file_sources_only_from_the_sample_and_import_roots(
     client: TestClient, factory: Factory, fm: Actor, org: Organisation, settings: Settings
 ) -> None:
-    clip = settings.data_dir / "media" / "demo.mp4"
-    clip.parent.mkdir()
-    clip.write_bytes(b"\x00")
-    r = client.post(
-        "/api/v1/cameras",
-        headers=fm.headers,
-        json=body(factory.basis(org), source={"kind": "file", "path": str(clip)}),
-    )
-    assert r.status_code == 201, r.text
-    assert r.json()["source"]["path"] == str(clip.resolve())
-    sample = sorted(p for p in settings.resolved_sample_media.rglob("*.mp4"))
-    if sample:  # relative paths are read from the sample-media directory
-        rel = sample[0].relative_to(settings.resolved_sample_media)
+    """The data dir holds every organisation's recordings: a file source pointing there (or
+    anywhere else outside the roots) is refused with the same answer whether the file exists or
+    not."""
+    recording = settings.data_dir / "recordings" / "1" / "2025" / "01" / "01" / "00" / "1.mp4"
+    recording.parent.mkdir(parents=True)
+    recording.write_bytes(b"\x00")
+    answers = []
+    for path in (recording, recording.with_name("2.mp4"), Path("/etc/passwd"), Path("/nope")):
         r = client.post(
             "/api/v1/cameras",
             headers=fm.headers,
-            json=body(factory.basis(org), source={"kind": "file", "path": str(rel)}),
+            json=body(factory.basis(org), source={"kind": "file", "path": str(path)}),
+        )
+        assert r.status_code == 422, r.text
+        answers.append(errors(r))
+    assert answers == [[("source.path", "must be inside the sample-media or import directory")]] * 4
+    assert settings.sample_media_dir is not None
+    sample = sorted(settings.sample_media_dir.rglob("*.mp4"))[0]
+    for path in (sample, sample.relative_to(settings.sample_media_dir)):
+        # Relative paths are read from the first root (the sample media).
+        r = client.post(
+            "/api/v1/cameras",
+            headers=fm.headers,
+            json=body(factory.basis(org), source={"kind": "file", "path": str(path)}),
         )
         assert r.status_code == 201, r.text
+        assert r.json()["source"]["path"] == str(sample.resolve())
 
 
 def test_update(
@@ -485,12 +250,29 @@ def test_update(
         .where(AuditEntry.target_type == "camera", AuditEntry.target_id == str(camera.id))
         .order_by(AuditEntry.seq)
     ).all()
-    assert [(e.action, e.details) for e in rows] == [
-        ("camera.update", {"fields": ["retention_hours"]}),
-        ("camera.status", {"from": "active", "to": "paused"}),
-        ("camera.update", {"fields": ["location", "retention_hours"]}),
-        ("camera.status", {"from": "paused", "to": "active"}),
+    assert [e.action for e in rows] == [
+        "camera.update",
+        "camera.status",
+        "camera.update",
+        "camera.status",
     ]
+    # Old and new values of what decides retention (never of the source).
+    assert rows[0].details == {
+        "fields": ["retention_hours"],
+        "values": {
+            "retention_hours": {"from": 72, "to": 73},
+            "status": {"from": "active", "to": "paused"},
+        },
+    }
+    assert rows[1].details == {"from": "active", "to": "paused"}
+    assert rows[2].details["fields"] == ["location", "retention_hours"]
+    assert rows[2].details["values"] == {
+        "retention_hours": {"from": 73, "to": 24},
+        "status": {"from": "paused", "to": "active"},
+    }
+    assert rows[2].details["effective_retention_hours"] == {"from": 72, "to": 24}
+    assert rows[2].details["older_footage"]["kept_hours"] == 72
+    assert rows[3].details == {"from": "paused", "to": "active"}
     for e in rows:
         assert e.actor_id == fm.user.id
 
@@ -582,8 +364,70 @@ def test_mask_plan_versions(
         )
     ).all()
     assert actions.count("camera.mask_plan") == 1
-    r = client.patch(url, headers=fm.headers, json={"mask_plan": None})
-    assert r.json()["mask_plan_hash"] == plan_hash(None)
+
+
+KEEP_ALL: list[dict[str, Any] | None] = [
+    None,
+    {},
+    {"version": 1, "default": "keep"},
+    {"default": "keep", "zones": [], "method": "fill"},
+]
+
+
+@pytest.mark.parametrize("plan", KEEP_ALL, ids=["null", "empty", "keep", "keep-no-zones"])
+def test_masks_cannot_be_switched_off_where_the_basis_requires_them(
+    client: TestClient, factory: Factory, fm: Actor, org: Organisation, plan: Any
+) -> None:
+    """A plan that anonymises nothing is a conflict with a basis that requires masking: refused
+    on create and update, naming mask_plan. Where the basis does not require masking, it is the
+    explicit "no masking" plan."""
+    required = factory.basis(org)
+    r = client.post("/api/v1/cameras", headers=fm.headers, json=body(required, mask_plan=plan))
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["code"] == "masking_required"
+    assert errors(r) == [
+        (
+            "mask_plan",
+            f"the mask plan anonymises nothing, but legal basis {required.id} requires masking "
+            "(draw the zones, or save no plan to anonymise every pixel until then)",
+        )
+    ]
+    r = client.post("/api/v1/cameras", headers=fm.headers, json=body(required, mask_plan=MASK))
+    assert r.status_code == 201, r.text
+    url = f"/api/v1/cameras/{r.json()['id']}"
+    r = client.patch(url, headers=fm.headers, json={"mask_plan": plan})
+    assert r.status_code == 422, r.text
+    assert errors(r)[0][0] == "mask_plan"
+    # Not required: the explicit no-masking plan is allowed ...
+    optional = factory.basis(org, masking_required=False)
+    r = client.patch(
+        url, headers=fm.headers, json={"legal_basis_id": optional.id, "mask_plan": plan}
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["permit_status"] == "ok"
+    # ... but moving that camera back onto a basis that requires masking is not.
+    r = client.patch(url, headers=fm.headers, json={"legal_basis_id": required.id})
+    assert r.status_code == 422, r.text
+    assert errors(r)[0][0] == "mask_plan"
+
+
+def test_a_stored_unmasked_plan_blocks_the_camera(
+    client: TestClient, factory: Factory, fm: Actor, org: Organisation, session: Session
+) -> None:
+    """A keep-everything plan that reached the database anyway (the basis was changed to
+    require masking later, or an old row) makes the camera's policy fail closed."""
+    basis = factory.basis(org, masking_required=False)
+    camera = factory.camera(org, basis=basis, mask_plan={"default": "keep"})
+    r = client.get(f"/api/v1/cameras/{camera.id}/policy", headers=fm.headers)
+    assert (r.json()["may_view_live"], r.json()["may_record"]) == (True, True)
+    basis.masking_required = True
+    session.flush()
+    policy = client.get(f"/api/v1/cameras/{camera.id}/policy", headers=fm.headers).json()
+    assert (policy["may_view_live"], policy["may_record"]) == (False, False)
+    assert policy["reasons"][-1].startswith("the mask plan anonymises nothing")
+    read = client.get(f"/api/v1/cameras/{camera.id}", headers=fm.headers).json()
+    assert read["permit_status"] == "conflict"
+    assert [c["field"] for c in read["conflicts"]] == ["mask_plan"]
 
 
 def test_list_filters_and_search(

