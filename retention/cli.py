@@ -7,9 +7,11 @@ import datetime as dt
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
+
+from vms.core.cli import cli_session, fail, load_settings
 
 retention_app = typer.Typer(
     help="Footage retention: sweep, reconciliation, deletion receipts, DPO report.",
@@ -18,12 +20,6 @@ retention_app = typer.Typer(
 
 _RELATIVE = re.compile(r"^(\d+)\s*([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-
-
-def _fail(msg: str) -> NoReturn:
-    from vms.cli import fail
-
-    fail(msg)
 
 
 def parse_when(value: str | None, option: str) -> dt.datetime | None:
@@ -38,9 +34,9 @@ def parse_when(value: str | None, option: str) -> dt.datetime | None:
     try:
         parsed = dt.datetime.fromisoformat(value.strip())
     except ValueError:
-        _fail(f"{option}: expected an ISO 8601 time with a zone or an age like 7d, got {value!r}")
+        fail(f"{option}: expected an ISO 8601 time with a zone or an age like 7d, got {value!r}")
     if parsed.tzinfo is None:
-        _fail(f"{option}: {value!r} has no time zone; add one (e.g. Z or +01:00)")
+        fail(f"{option}: {value!r} has no time zone; add one (e.g. Z or +01:00)")
     return parsed.astimezone(dt.UTC)
 
 
@@ -68,7 +64,6 @@ def sweep_cmd(
 ) -> None:
     """Delete footage past retention (never under hold), with a receipt per file."""
     from retention import service
-    from vms.cli import cli_session, load_settings
 
     settings = load_settings()
     with cli_session(settings) as session:
@@ -80,7 +75,7 @@ def sweep_cmd(
             disk_free_floor_bytes=settings.retention.disk_free_floor_bytes,
         )
     if report.skipped:
-        _fail(report.skipped)
+        fail(report.skipped)
     if as_json:
         typer.echo(json.dumps(_jsonable(report)))
         return
@@ -108,7 +103,7 @@ def sweep_cmd(
         )
         typer.echo(f"warning: disk pressure has shortened retention of cameras {cams}", err=True)
     if report.unlink_errors:
-        _fail(f"{report.unlink_errors} files could not be deleted (see the log); rerun later")
+        fail(f"{report.unlink_errors} files could not be deleted (see the log); rerun later")
 
 
 @retention_app.command("check")
@@ -125,7 +120,6 @@ def check_cmd(
 ) -> None:
     """Compare the recordings folder with the index; exit 1 if they disagree (and stay so)."""
     from retention import service
-    from vms.cli import cli_session, load_settings
 
     settings = load_settings()
     with cli_session(settings) as session:
@@ -165,7 +159,6 @@ def receipts_cmd(
 ) -> None:
     """List deletion receipts: the proof that footage was deleted, when, and under which rule."""
     from retention import service
-    from vms.cli import cli_session, load_settings
 
     settings = load_settings()
     since_at, until_at = parse_when(since, "--since"), parse_when(until, "--until")
@@ -206,10 +199,9 @@ def report_cmd(
     """The DPO retention report (same content as GET /api/v1/reports/retention)."""
     from retention import report as report_service
     from retention import service
-    from vms.cli import cli_session, load_settings
 
     if fmt not in ("json", "csv", "html"):
-        _fail(f"--format must be json, csv or html, not {fmt!r}")
+        fail(f"--format must be json, csv or html, not {fmt!r}")
     settings = load_settings()
     since_at, until_at = parse_when(since, "--since"), parse_when(until, "--until")
     with cli_session(settings) as session:
@@ -233,5 +225,5 @@ def report_cmd(
     try:
         output.write_text(text, encoding="utf-8")
     except OSError as exc:
-        _fail(f"cannot write {output}: {exc.strerror}")
+        fail(f"cannot write {output}: {exc.strerror}")
     typer.echo(f"report written to {output} ({len(report.cameras)} cameras)")

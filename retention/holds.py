@@ -17,7 +17,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from registry import service as registry_service
@@ -29,10 +29,13 @@ from vms.core.db import utcnow
 from vms.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from vms.core.models import Role
 from vms.core.pagination import PageParams
+from vms.core.times import aware_utc as _aware
 
 logger = logging.getLogger(__name__)
 
 HOLD_ROLES = (Role.admin, Role.dpo, Role.police)
+# Arbitrary constant naming the PostgreSQL advisory lock that orders holds and deletions.
+_PG_HOLD_LOCK = 0x5645_4D48
 MAX_CAMERAS_PER_HOLD = 1000
 
 
@@ -78,12 +81,6 @@ def _details(hold: LegalHold, camera_ids: Sequence[int]) -> dict[str, object]:
     }
 
 
-def _aware(value: dt.datetime, field: str) -> dt.datetime:
-    if value.tzinfo is None:
-        raise InvalidInput("timestamps must carry a timezone", field=field)
-    return value.astimezone(dt.UTC)
-
-
 def create_hold(
     *,
     session: Session,
@@ -99,6 +96,7 @@ def create_hold(
 ) -> LegalHold:
     """Pin the footage of `camera_ids` in [start, end) until released or `expires_at`."""
     actor.require_role(*HOLD_ROLES)
+    lock_holds(session)
     now = now or utcnow()
     start, end = _aware(start, "start"), _aware(end, "end")
     if end <= start:
@@ -312,9 +310,20 @@ def expire_holds(*, session: Session, now: dt.datetime) -> list[LegalHold]:
     return due
 
 
-def active_windows(*, session: Session, now: dt.datetime) -> dict[int, list[HoldWindow]]:
-    """Every hold active at `now`, by camera: what the sweep must not touch."""
-    rows = session.execute(
+def lock_holds(session: Session) -> None:
+    """Serialise "place a hold" with "delete a batch": whoever comes second sees the other's
+    commit, so a hold committed at any moment wins over a sweep that has not yet deleted. On
+    SQLite every transaction already holds the write lock (BEGIN IMMEDIATE)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_HOLD_LOCK})
+
+
+def active_windows(
+    *, session: Session, now: dt.datetime, camera_ids: Iterable[int] | None = None
+) -> dict[int, list[HoldWindow]]:
+    """Every hold active at `now`, by camera (of `camera_ids` only, if given): what the sweep
+    must not touch."""
+    stmt = (
         select(LegalHoldCamera.camera_id, LegalHold)
         .join(LegalHold, LegalHold.id == LegalHoldCamera.hold_id)
         .where(
@@ -322,6 +331,9 @@ def active_windows(*, session: Session, now: dt.datetime) -> dict[int, list[Hold
             LegalHold.expires_at.is_(None) | (LegalHold.expires_at > now),
         )
     )
+    if camera_ids is not None:
+        stmt = stmt.where(LegalHoldCamera.camera_id.in_(sorted(set(camera_ids))))
+    rows = session.execute(stmt)
     out: dict[int, list[HoldWindow]] = defaultdict(list)
     for camera_id, hold in rows:
         out[camera_id].append(window_of(hold))

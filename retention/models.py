@@ -18,6 +18,14 @@ class SegmentState(enum.StrEnum):
     # The deletion receipt is committed and the file is being removed: a restarted sweep
     # finishes these rows without writing a second receipt.
     deleting = "deleting"
+    # Recorded as the camera sent it (passthrough) but not covered by a passing mask check:
+    # never played back or exported until re-masked by transcoding (`vms footage remask`).
+    quarantined = "quarantined"
+
+
+class MaskedBy(enum.StrEnum):
+    vms = "vms"  # decoded, masked and encoded by the pipeline
+    camera = "camera"  # the camera's own stream, its masks verified on keyframes (passthrough)
 
 
 class Segment(Base):
@@ -48,6 +56,11 @@ class Segment(Base):
     frames: Mapped[int] = mapped_column(default=0)
     state: Mapped[SegmentState] = mapped_column(
         Enum(SegmentState, native_enum=False, length=16), default=SegmentState.ok
+    )
+    masked_by: Mapped[MaskedBy] = mapped_column(
+        Enum(MaskedBy, native_enum=False, length=16),
+        default=MaskedBy.vms,
+        server_default=MaskedBy.vms.value,
     )
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 

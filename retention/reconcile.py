@@ -22,7 +22,9 @@ from sqlalchemy.orm import Session
 
 from registry import service as registry_service
 from retention import metrics, receipts
+from retention.footage import CameraRules, camera_rules, cameras_with_footage
 from retention.holds import active_windows
+from retention.locking import exclusive
 from retention.models import Segment, SegmentState
 from retention.paths import (
     PARTIAL_SUFFIX,
@@ -33,17 +35,10 @@ from retention.paths import (
     resolve,
 )
 from retention.rules import RULE_ORPHAN, RULE_STALE_PARTIAL, due_for_deletion, holding
-from retention.sweep import (
-    CameraRules,
-    camera_rules,
-    cameras_with_footage,
-    exclusive,
-    file_sha256,
-    fsync_dir,
-)
 from vms.core import audit
 from vms.core.db import utcnow
 from vms.core.errors import Conflict
+from vms.core.files import file_sha256, fsync_dir
 
 logger = logging.getLogger(__name__)
 
@@ -271,7 +266,7 @@ class _Check:
         except OSError as exc:
             logger.error("cannot delete %s: %s", rel, exc.strerror)
             return False
-        fsync_dir(full.parent)
+        fsync_dir(full.parent, missing_ok=True)
         kind = "orphan" if rule == RULE_ORPHAN else "partial"
         metrics.DELETED.labels(kind).inc()
         metrics.DELETED_BYTES.labels(kind).inc(st.st_size)

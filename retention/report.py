@@ -5,10 +5,8 @@ Rendered as JSON (the schema), CSV (one row per camera) or a printable HTML page
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import html
-import io
 from collections import defaultdict
 from typing import Any
 
@@ -17,13 +15,14 @@ from sqlalchemy.orm import Session
 
 from registry import service as registry_service
 from retention import receipts
+from retention.footage import CameraRules, cameras_with_footage, not_held, past_retention
 from retention.holds import active_windows
 from retention.models import LegalHold, RetentionSweep, Segment, SegmentState
-from retention.rules import HoldWindow, cutoff_for
-from retention.schemas import CameraRetentionRead, HoldSummary, RetentionReportRead
-from retention.sweep import cameras_with_footage, not_held
+from retention.rules import HoldWindow, cutoff_for, kept_window
+from retention.schemas import AuditAnchor, CameraRetentionRead, HoldSummary, RetentionReportRead
 from vms.core import audit
 from vms.core.auth import Principal
+from vms.core.csvout import to_csv as csv_text
 from vms.core.db import utcnow
 from vms.core.errors import InvalidInput
 from vms.core.models import Role
@@ -106,6 +105,7 @@ def build_report(
                 func.min(Segment.start),
                 func.max(Segment.end),
                 func.sum(case((Segment.state == SegmentState.missing, 1), else_=0)),
+                func.sum(case((Segment.state == SegmentState.quarantined, 1), else_=0)),
             )
             .where(Segment.camera_id.in_(wanted), Segment.state != SegmentState.deleting)
             .group_by(Segment.camera_id)
@@ -146,7 +146,14 @@ def build_report(
         cid = camera.id
         facts = registry_service.camera_facts(session=session, camera=camera)
         policy = registry_service.policy(session=session, camera_id=cid, at=now)
-        cutoff = cutoff_for(policy, now)
+        rules = CameraRules(
+            cid,
+            camera.organisation_id,
+            policy,
+            cutoff_for(policy, now),
+            (),
+            kept_window(policy, now),
+        )
         windows = holds.get(cid, [])
         st = stats.get(cid)
         summaries: list[HoldSummary] = []
@@ -191,7 +198,7 @@ def build_report(
             violations, oldest_violation = session.execute(
                 select(func.count(Segment.id), func.min(Segment.start)).where(
                     Segment.camera_id == cid,
-                    Segment.end < cutoff,
+                    *past_retention(rules),
                     Segment.state != SegmentState.deleting,
                     *not_held(windows),
                 )
@@ -212,6 +219,7 @@ def build_report(
                 segments=int(st[1]) if st else 0,
                 size_bytes=int(st[2]) if st else 0,
                 missing_segments=int(st[5] or 0) if st else 0,
+                quarantined_segments=int(st[6] or 0) if st else 0,
                 held_segments=int(held_n),
                 held_bytes=int(held_bytes),
                 holds=summaries,
@@ -233,6 +241,11 @@ def build_report(
         cameras=out,
         total_violations=sum(c.violations for c in out),
         total_deletions=sum(c.deletions_in_period for c in out),
+        audit_head=(
+            AuditAnchor(seq=head.seq, hash=head.hash, at=head.at)
+            if (head := audit.head(session)) is not None
+            else None
+        ),
     )
 
 
@@ -260,16 +273,6 @@ CSV_COLUMNS = (
 )
 
 
-def _cell(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    text = str(value)
-    # A spreadsheet would run a cell starting with these as a formula (CSV injection).
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
-
-
 def _holds_text(c: CameraRetentionRead) -> str:
     return "; ".join(
         f"{h.case_number}: {h.reason} ({h.segments} segments, {h.start.isoformat()} to "
@@ -279,14 +282,12 @@ def _holds_text(c: CameraRetentionRead) -> str:
 
 
 def to_csv(report: RetentionReportRead) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(CSV_COLUMNS)
+    rows = []
     for c in report.cameras:
         row = c.model_dump()
         row["holds"] = _holds_text(c)
-        writer.writerow([_cell(row[k]) for k in CSV_COLUMNS])
-    return buf.getvalue()
+        rows.append([row[k] for k in CSV_COLUMNS])
+    return csv_text(CSV_COLUMNS, rows)
 
 
 def _t(value: dt.datetime | None) -> str:
@@ -327,6 +328,14 @@ def to_html(report: RetentionReportRead) -> str:
         if report.total_violations
         else "<p>No footage is older than allowed.</p>"
     )
+    head = report.audit_head
+    anchor = (
+        f"<p><small>Audit log head at {_t(head.at)}: <code>{head.seq}:{e(head.hash)}</code>. Keep "
+        "this page: <code>vms audit verify --expect-head</code> with it shows whether entries "
+        "were removed since.</small></p>"
+        if head is not None
+        else ""
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Retention report</title>
 <style>
@@ -346,5 +355,7 @@ receipt in the audit log.</p>
 <th>Oldest footage</th><th>Segments</th><th>Under hold</th><th>Deletions</th><th>Violations</th>
 </tr></thead><tbody>
 {body}
-</tbody></table></body></html>
+</tbody></table>
+{anchor}
+</body></html>
 """

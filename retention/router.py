@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 from pydantic import AwareDatetime
 from sqlalchemy.orm import Session
 
@@ -18,16 +18,11 @@ from retention.schemas import (
     ReceiptRead,
     RetentionReportRead,
 )
-from vms.core.auth import Principal
 from vms.core.db import utcnow
-from vms.core.deps import SessionDep, require_roles
-from vms.core.models import Role
-from vms.core.pagination import Page, PageParams, page_params
+from vms.core.deps import PrincipalDep, SessionDep
+from vms.core.pagination import Page, PageDep
 
 router = APIRouter(prefix="/api/v1")
-PageDep = Annotated[PageParams, Depends(page_params)]
-HoldDep = Annotated[Principal, require_roles(Role.admin, Role.dpo, Role.police)]
-DpoDep = Annotated[Principal, require_roles(Role.admin, Role.dpo)]
 
 
 def _read(session: Session, holds: list[LegalHold]) -> list[HoldRead]:
@@ -45,7 +40,7 @@ def _read(session: Session, holds: list[LegalHold]) -> list[HoldRead]:
 @router.post(
     "/holds", response_model=HoldRead, status_code=status.HTTP_201_CREATED, tags=["legal holds"]
 )
-def create_hold(body: HoldCreate, session: SessionDep, principal: HoldDep) -> HoldRead:
+def create_hold(body: HoldCreate, session: SessionDep, principal: PrincipalDep) -> HoldRead:
     """Pin footage of some cameras over a time span: it is never deleted while the hold lasts
     (police for their own cases, DPO, admin)."""
     hold = service.create_hold(
@@ -64,7 +59,7 @@ def create_hold(body: HoldCreate, session: SessionDep, principal: HoldDep) -> Ho
 @router.get("/holds", response_model=Page[HoldRead], tags=["legal holds"])
 def list_holds(
     session: SessionDep,
-    principal: HoldDep,
+    principal: PrincipalDep,
     page: PageDep,
     camera_id: int | None = None,
     active: bool | None = None,
@@ -83,7 +78,7 @@ def list_holds(
 
 
 @router.get("/holds/{hold_id}", response_model=HoldRead, tags=["legal holds"])
-def get_hold(hold_id: int, session: SessionDep, principal: HoldDep) -> HoldRead:
+def get_hold(hold_id: int, session: SessionDep, principal: PrincipalDep) -> HoldRead:
     """One legal hold."""
     hold = service.get_hold_or_raise(session=session, actor=principal, hold_id=hold_id)
     return _read(session, [hold])[0]
@@ -91,7 +86,7 @@ def get_hold(hold_id: int, session: SessionDep, principal: HoldDep) -> HoldRead:
 
 @router.post("/holds/{hold_id}/release", response_model=HoldRead, tags=["legal holds"])
 def release_hold(
-    hold_id: int, body: HoldRelease, session: SessionDep, principal: HoldDep
+    hold_id: int, body: HoldRelease, session: SessionDep, principal: PrincipalDep
 ) -> HoldRead:
     """Release a hold (its creator, or a DPO/admin of its cameras): the footage falls back under
     the normal retention rules at the next sweep."""
@@ -104,7 +99,7 @@ def release_hold(
 @router.get("/retention/receipts", response_model=Page[ReceiptRead], tags=["retention"])
 def list_receipts(
     session: SessionDep,
-    principal: DpoDep,
+    principal: PrincipalDep,
     page: PageDep,
     camera_id: int | None = None,
     since: AwareDatetime | None = None,
@@ -141,7 +136,7 @@ def list_receipts(
 )
 def retention_report(
     session: SessionDep,
-    principal: DpoDep,
+    principal: PrincipalDep,
     format: Literal["json", "csv", "html"] = "json",
     since: AwareDatetime | None = None,
     until: AwareDatetime | None = None,

@@ -61,6 +61,15 @@ def cutoff_for(policy: Policy, now: dt.datetime) -> dt.datetime:
     return now - dt.timedelta(hours=max(policy.max_retention_hours, 0))
 
 
+def kept_window(policy: Policy, now: dt.datetime) -> tuple[dt.datetime, dt.datetime] | None:
+    """(before, cutoff) while a shortened retention is not confirmed: footage that ended before
+    `before` is kept by the earlier, longer retention, so only what ended before `cutoff` of it
+    is due."""
+    if policy.kept_before is None or policy.kept_hours is None:
+        return None
+    return policy.kept_before, now - dt.timedelta(hours=policy.kept_hours)
+
+
 def rule_text(policy: Policy) -> str:
     source = f"legal basis {policy.basis_id}" if policy.basis_id is not None else "camera setting"
     return f"{RULE_RETENTION} {policy.max_retention_hours}h ({source})"
@@ -83,6 +92,13 @@ def due_for_deletion(
         raise ValueError("due_for_deletion needs an aware datetime")
     cutoff = cutoff_for(policy, now)
     rule = rule_text(policy)
+    kept = kept_window(policy, now)
+    if kept is not None and segment.end < kept[0]:
+        cutoff = kept[1]
+        rule = (
+            f"{RULE_RETENTION} {policy.kept_hours}h (recorded before the retention was shortened "
+            f"to {policy.max_retention_hours}h; purge not confirmed)"
+        )
     if segment.end >= cutoff:
         return Verdict(False, rule, "within retention", cutoff)
     held = holding(segment, holds, now)

@@ -93,6 +93,11 @@ class CameraRetentionRead(BaseModel):
     segments: int
     size_bytes: int
     missing_segments: int
+    quarantined_segments: int = Field(
+        0,
+        description="passthrough footage no passing mask check covers: kept for retention, "
+        "not played or exported until re-masked (vms footage remask)",
+    )
     held_segments: int
     held_bytes: int
     holds: list[HoldSummary]
@@ -102,6 +107,15 @@ class CameraRetentionRead(BaseModel):
     shortened_by_disk_pressure_until: dt.datetime | None
     violations: int
     oldest_violation: dt.datetime | None
+
+
+class AuditAnchor(BaseModel):
+    """The audit log's head when the report was made: keep the report, and a later
+    `vms audit verify --expect-head SEQ:HASH` shows whether entries were removed since."""
+
+    seq: int
+    hash: str
+    at: dt.datetime
 
 
 class RetentionReportRead(BaseModel):
@@ -114,3 +128,4 @@ class RetentionReportRead(BaseModel):
     cameras: list[CameraRetentionRead]
     total_violations: int
     total_deletions: int
+    audit_head: AuditAnchor | None = None

@@ -10,7 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -24,7 +26,7 @@ from retention.holds import (
     release_hold,
 )
 from retention.holds import is_active as hold_is_active
-from retention.models import Gap, Segment, SegmentState
+from retention.models import Gap, MaskedBy, Segment, SegmentState
 from retention.paths import resolve
 from retention.paths import segment_path as _segment_path
 from retention.receipts import list_receipts
@@ -36,6 +38,7 @@ from vms.core import audit
 from vms.core.auth import Principal
 from vms.core.errors import InvalidInput, NotFound
 from vms.core.pagination import PageParams
+from vms.core.times import aware_utc as _aware
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +46,13 @@ __all__ = [
     "CheckReport",
     "SweepReport",
     "add_segment",
+    "camera_gaps",
+    "camera_segments",
+    "camera_withheld",
     "check",
     "close_gap",
     "close_open_gaps_at_startup",
+    "count_camera_segments",
     "count_recordings",
     "create_hold",
     "get_hold_or_raise",
@@ -56,10 +63,13 @@ __all__ = [
     "list_receipts",
     "list_recordings",
     "open_gap",
+    "quarantined_segments",
     "release_hold",
+    "release_remasked",
     "resolve_segment_file",
     "retention_report",
     "segment_path",
+    "segment_paths",
     "sweep",
 ]
 
@@ -69,12 +79,6 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 def segment_path(data_dir: Path, camera_id: int, start: dt.datetime) -> Path:
     """Where the segment of `camera_id` starting at `start` lives (see retention.paths)."""
     return _segment_path(data_dir, camera_id, start)
-
-
-def _aware(value: dt.datetime, field: str) -> dt.datetime:
-    if value.tzinfo is None:
-        raise InvalidInput("timestamps must carry a timezone", field=field)
-    return value.astimezone(dt.UTC)
 
 
 def add_segment(
@@ -91,8 +95,11 @@ def add_segment(
     width: int,
     height: int,
     frames: int,
+    state: str = SegmentState.ok.value,
+    masked_by: str = MaskedBy.vms.value,
 ) -> Segment:
-    """Index one finished segment file (`path` relative to the data dir)."""
+    """Index one finished segment file (`path` relative to the data dir): playable (`ok`) or
+    `quarantined` (a passthrough segment no passing mask check covers)."""
     start, end = _aware(start, "start"), _aware(end, "end")
     if end <= start:
         raise InvalidInput("a segment must end after it starts", field="end")
@@ -104,6 +111,8 @@ def add_segment(
         raise InvalidInput("size, width, height and frames must be positive", field="size_bytes")
     if not _SHA256.match(sha256):
         raise InvalidInput("sha256 must be 64 lowercase hex characters", field="sha256")
+    if state not in (SegmentState.ok, SegmentState.quarantined):
+        raise InvalidInput("a new segment is ok or quarantined", field="state")
     registry_service.get_camera_or_raise(session=session, camera_id=camera_id)
     segment = Segment(
         camera_id=camera_id,
@@ -117,7 +126,8 @@ def add_segment(
         width=width,
         height=height,
         frames=frames,
-        state=SegmentState.ok,
+        state=SegmentState(state),
+        masked_by=MaskedBy(masked_by),
     )
     session.add(segment)
     session.flush()
@@ -210,9 +220,146 @@ def get_segment_or_raise(*, session: Session, segment_id: int, principal: Princi
     return segment
 
 
+def playable_segment(*, session: Session, segment_id: int) -> Segment | None:
+    """A playable segment by id, for trusted callers that applied their own rules (issue 14:
+    a sharing agreement's recipient, authorised by the sharing service)."""
+    segment = session.get(Segment, segment_id)
+    return segment if segment is not None and segment.state is SegmentState.ok else None
+
+
 def resolve_segment_file(data_dir: Path, segment: Segment) -> Path:
     """The segment's file (its index path resolved inside the data dir)."""
     return resolve(data_dir, segment.path)
+
+
+def _overlapping(camera_id: int, start: dt.datetime, end: dt.datetime) -> list[Any]:
+    return [
+        Segment.camera_id == camera_id,
+        Segment.start < end,
+        Segment.end > start,
+        Segment.state == SegmentState.ok,
+    ]
+
+
+def camera_segments(
+    *,
+    session: Session,
+    camera_id: int,
+    start: dt.datetime,
+    end: dt.datetime,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[Segment]:
+    """Playable segments of a camera overlapping [start, end), oldest first. For trusted
+    callers (export build, pipeline) that have applied their own rules; readers go through
+    `list_recordings`."""
+    stmt = (
+        select(Segment)
+        .where(*_overlapping(camera_id, _aware(start, "start"), _aware(end, "end")))
+        .order_by(Segment.start, Segment.id)
+        .offset(offset)
+    )
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return list(session.scalars(stmt))
+
+
+def camera_withheld(
+    *, session: Session, camera_id: int, start: dt.datetime, end: dt.datetime
+) -> list[Segment]:
+    """Quarantined segments of a camera overlapping [start, end), oldest first (trusted
+    callers): footage that exists but may not be shown or exported until re-masked."""
+    start, end = _aware(start, "start"), _aware(end, "end")
+    return list(
+        session.scalars(
+            select(Segment)
+            .where(
+                Segment.camera_id == camera_id,
+                Segment.start < end,
+                Segment.end > start,
+                Segment.state == SegmentState.quarantined,
+            )
+            .order_by(Segment.start, Segment.id)
+        )
+    )
+
+
+def quarantined_segments(
+    *, session: Session, camera_id: int | None = None, segment_ids: Sequence[int] = ()
+) -> list[Segment]:
+    """Quarantined segments (of a camera, or these ids, or all), oldest first: for the
+    re-masking job."""
+    stmt = select(Segment).where(Segment.state == SegmentState.quarantined)
+    if camera_id is not None:
+        stmt = stmt.where(Segment.camera_id == camera_id)
+    if segment_ids:
+        stmt = stmt.where(Segment.id.in_(list(segment_ids)))
+    return list(session.scalars(stmt.order_by(Segment.start, Segment.id)))
+
+
+def release_remasked(
+    *,
+    session: Session,
+    segment_id: int,
+    sha256: str,
+    size_bytes: int,
+    frames: int,
+    mask_plan_hash: str | None,
+) -> Segment:
+    """A quarantined segment whose file vms has re-masked: playable, masked by vms."""
+    segment = session.get(Segment, segment_id, with_for_update=True)
+    if segment is None or segment.state is not SegmentState.quarantined:
+        raise NotFound("no such quarantined segment", field="segment_id")
+    segment.sha256 = sha256
+    segment.size_bytes = size_bytes
+    segment.frames = frames
+    segment.mask_plan_hash = mask_plan_hash
+    segment.masked_by = MaskedBy.vms
+    segment.state = SegmentState.ok
+    session.flush()
+    return segment
+
+
+def count_camera_segments(
+    *, session: Session, camera_id: int, start: dt.datetime, end: dt.datetime
+) -> int:
+    """How many playable segments of a camera overlap [start, end) (trusted callers)."""
+    where = _overlapping(camera_id, _aware(start, "start"), _aware(end, "end"))
+    return int(session.scalar(select(func.count(Segment.id)).where(*where)) or 0)
+
+
+def camera_gaps(
+    *, session: Session, camera_id: int, start: dt.datetime, end: dt.datetime
+) -> list[Gap]:
+    """Recording gaps of a camera overlapping [start, end), oldest first (trusted callers)."""
+    start, end = _aware(start, "start"), _aware(end, "end")
+    return list(
+        session.scalars(
+            select(Gap)
+            .where(
+                Gap.camera_id == camera_id,
+                Gap.start < end,
+                (Gap.end.is_(None)) | (Gap.end > start),
+            )
+            .order_by(Gap.start, Gap.id)
+        )
+    )
+
+
+def segment_paths(
+    *, session: Session, camera_id: int, start: dt.datetime, end: dt.datetime
+) -> set[str]:
+    """Paths of the camera's index rows starting in [start, end), in any state: a file whose
+    path has a row must not be indexed again (crash recovery asks)."""
+    return set(
+        session.scalars(
+            select(Segment.path).where(
+                Segment.camera_id == camera_id,
+                Segment.start >= _aware(start, "start"),
+                Segment.start < _aware(end, "end"),
+            )
+        )
+    )
 
 
 def list_recordings(
@@ -233,32 +380,15 @@ def list_recordings(
     if end <= start:
         raise InvalidInput("end must be after start", field="end")
     registry_service.get_camera_or_raise(session=session, camera_id=camera_id, principal=principal)
-    segments = list(
-        session.scalars(
-            select(Segment)
-            .where(
-                Segment.camera_id == camera_id,
-                Segment.start < end,
-                Segment.end > start,
-                Segment.state == SegmentState.ok,
-            )
-            .order_by(Segment.start, Segment.id)
-            .limit(page.limit)
-            .offset(page.offset)
-        )
+    segments = camera_segments(
+        session=session,
+        camera_id=camera_id,
+        start=start,
+        end=end,
+        limit=page.limit,
+        offset=page.offset,
     )
-    gaps = list(
-        session.scalars(
-            select(Gap)
-            .where(
-                Gap.camera_id == camera_id,
-                Gap.start < end,
-                (Gap.end.is_(None)) | (Gap.end > start),
-            )
-            .order_by(Gap.start, Gap.id)
-        )
-    )
-    return segments, gaps
+    return segments, camera_gaps(session=session, camera_id=camera_id, start=start, end=end)
 
 
 def count_recordings(
@@ -270,19 +400,8 @@ def count_recordings(
     end: dt.datetime,
 ) -> int:
     """How many playable segments overlap [start, end) (the page total for list_recordings)."""
-    start, end = _aware(start, "start"), _aware(end, "end")
     registry_service.get_camera_or_raise(session=session, camera_id=camera_id, principal=principal)
-    return int(
-        session.scalar(
-            select(func.count(Segment.id)).where(
-                Segment.camera_id == camera_id,
-                Segment.start < end,
-                Segment.end > start,
-                Segment.state == SegmentState.ok,
-            )
-        )
-        or 0
-    )
+    return count_camera_segments(session=session, camera_id=camera_id, start=start, end=end)
 
 
 def retention_report(

@@ -1,4 +1,8 @@
-"""The retention sweep and the reconciliation check: the only code that deletes footage.
+"""The retention sweep: with the reconciliation check (`retention.reconcile`), the only code
+that deletes footage.
+
+Over 500 lines on purpose: the scheduled pass and the disk-pressure pass share the crash-safe
+`_delete` below, and its order is only convincing when read in one place.
 
 Crash-safe order, per batch of segments:
 
@@ -25,13 +29,9 @@ camera), not the whole index.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import fcntl
-import hashlib
 import heapq
 import logging
-import os
 import shutil
 import time
 from collections import defaultdict
@@ -40,15 +40,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, text, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
-from permits import service as permit_service
-from permits.policy import Policy, policy_for
-from registry import service as registry_service
 from retention import metrics, receipts
-from retention.holds import active_windows, expire_holds
+from retention.footage import (
+    CameraRules,
+    camera_rules,
+    cameras_with_footage,
+    due_rows,
+    past_retention,
+    prune_empty,
+)
+from retention.holds import active_windows, expire_holds, lock_holds
+from retention.locking import exclusive
 from retention.models import RetentionSweep, Segment, SegmentState
 from retention.paths import (
     RECORDINGS,
@@ -56,8 +62,6 @@ from retention.paths import (
 )
 from retention.rules import (
     RULE_DISK_PRESSURE,
-    HoldWindow,
-    cutoff_for,
     due_for_deletion,
     rule_text,
 )
@@ -66,175 +70,18 @@ from vms.core.db import utcnow
 
 logger = logging.getLogger(__name__)
 
-LOCK_NAME = ".retention.lock"
 _PRESSURE_PROBE = 64
-
-
-# ---------------------------------------------------------------------------------------------
-# Shared plumbing
 
 
 @dataclass(frozen=True)
 class SweepHooks:
     """Test hooks: called at the points where a crash matters (the crash test kills there)."""
 
+    before_delete: Callable[[Sequence[int]], None] | None = None
     before_receipts_commit: Callable[[Sequence[int]], None] | None = None
     after_receipts_commit: Callable[[Sequence[int]], None] | None = None
     after_unlink: Callable[[int], None] | None = None
     after_batch: Callable[[Sequence[int]], None] | None = None
-
-
-@contextlib.contextmanager
-def exclusive(data_dir: Path) -> Iterator[bool]:
-    """One sweep or repair per data dir at a time (the lock dies with the process)."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(data_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
-
-
-def fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _prune_empty(folder: Path, stop: Path) -> None:
-    """Remove empty hour/day/month/year folders up to (not including) the camera folder."""
-    while folder != stop and stop in folder.parents:
-        try:
-            folder.rmdir()
-        except OSError:
-            return
-        folder = folder.parent
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def cameras_with_footage(session: Session) -> list[int]:
-    """Distinct camera ids in the index, by skip scan: one index probe per camera."""
-    table = Segment.__tablename__
-    sql = text(
-        f"WITH RECURSIVE c(id) AS ("
-        f" SELECT MIN(camera_id) FROM {table}"
-        f" UNION ALL"
-        f" SELECT (SELECT MIN(s.camera_id) FROM {table} s WHERE s.camera_id > c.id)"
-        f" FROM c WHERE c.id IS NOT NULL"
-        f") SELECT id FROM c WHERE id IS NOT NULL"
-    )
-    return [int(r[0]) for r in session.execute(sql)]
-
-
-@dataclass(frozen=True)
-class CameraRules:
-    camera_id: int
-    organisation_id: int
-    policy: Policy
-    cutoff: dt.datetime
-    holds: tuple[HoldWindow, ...]
-
-
-def camera_rules(
-    session: Session,
-    camera_id: int,
-    now: dt.datetime,
-    holds: dict[int, list[HoldWindow]],
-    pinned: dict[int, Any] | None = None,
-) -> CameraRules:
-    """The policy of one camera at `now` (`permits.policy_for`), computed once per sweep.
-
-    `pinned` keeps the legal bases loaded during a sweep alive: the session's identity map
-    holds objects weakly, and a thousand cameras usually share a handful of bases.
-    """
-    camera = registry_service.get_camera_or_raise(session=session, camera_id=camera_id)
-    basis_id = camera.legal_basis_id
-    if pinned is not None and basis_id is not None and basis_id not in pinned:
-        pinned.update(permit_service.get_bases(session=session, basis_ids=[basis_id]))
-    policy = policy_for(registry_service.camera_facts(session=session, camera=camera), now)
-    return CameraRules(
-        camera_id=camera_id,
-        organisation_id=camera.organisation_id,
-        policy=policy,
-        cutoff=cutoff_for(policy, now),
-        holds=tuple(holds.get(camera_id, ())),
-    )
-
-
-_COLUMNS = (
-    Segment.id,
-    Segment.camera_id,
-    Segment.start,
-    Segment.end,
-    Segment.path,
-    Segment.size_bytes,
-    Segment.sha256,
-    Segment.state,
-)
-
-
-def not_held(holds: Sequence[HoldWindow]) -> list[Any]:
-    # The pure rule has the last word; excluding hold windows here keeps held footage out of
-    # every batch, so a long hold never makes a sweep re-read the same rows.
-    return [or_(Segment.start >= h.end, Segment.end <= h.start) for h in holds]
-
-
-def _after(key: tuple[dt.datetime, int] | None) -> list[Any]:
-    if key is None:
-        return []
-    end, seg_id = key
-    return [
-        Segment.end >= end,
-        or_(Segment.end > end, and_(Segment.end == end, Segment.id > seg_id)),
-    ]
-
-
-def due_rows(
-    session: Session,
-    rules: CameraRules,
-    *,
-    limit: int,
-    after: tuple[dt.datetime, int] | None = None,
-    before: dt.datetime | None = None,
-) -> list[Any]:
-    """The camera's oldest deletable rows ending before `before` (default: its cut-off)."""
-    stmt = (
-        select(*_COLUMNS)
-        .where(
-            Segment.camera_id == rules.camera_id,
-            Segment.end < (before if before is not None else rules.cutoff),
-            Segment.state != SegmentState.deleting,
-            *not_held(rules.holds),
-            *_after(after),
-        )
-        .order_by(Segment.end, Segment.id)
-        .limit(limit)
-    )
-    return list(session.execute(stmt).all())
-
-
-# ---------------------------------------------------------------------------------------------
-# The sweep
 
 
 @dataclass
@@ -422,6 +269,9 @@ class _Sweep:
         after: tuple[dt.datetime, int] | None = None
         while self.should_continue():
             rows = due_rows(self.session, rules, limit=self.batch, after=after)
+            # Reading holds no lock into the deletion (on SQLite every transaction is the write
+            # lock): holds placed meanwhile are seen when the batch is deleted.
+            self.session.commit()
             if not rows:
                 break
             after = (rows[-1].end, rows[-1].id)
@@ -442,7 +292,7 @@ class _Sweep:
             held = self.session.scalar(
                 select(func.count(Segment.id)).where(
                     Segment.camera_id == rules.camera_id,
-                    Segment.end < rules.cutoff,
+                    *past_retention(rules),
                     Segment.state != SegmentState.deleting,
                     or_(*[(Segment.start < h.end) & (Segment.end > h.start) for h in rules.holds]),
                 )
@@ -459,7 +309,25 @@ class _Sweep:
             self._delete(chunk)
 
     def _delete(self, doomed: Sequence[_Doomed]) -> set[int]:
-        """Receipts + mark (commit), unlink, forget (commit). Returns the ids deleted."""
+        """Receipts + mark (commit), unlink, forget (commit). Returns the ids deleted.
+
+        The holds are read again in this batch's own transaction, after taking the lock a new
+        hold also takes: a hold (or an export request) committed since the sweep read its rows
+        wins, whenever it came."""
+        if self.hooks.before_delete:
+            self.hooks.before_delete([d.row.id for d in doomed])
+        lock_holds(self.session)
+        held = active_windows(
+            session=self.session, now=self.now, camera_ids={d.row.camera_id for d in doomed}
+        )
+        doomed = [
+            d
+            for d in doomed
+            if not any(h.covers(d.row.start, d.row.end) for h in held.get(d.row.camera_id, ()))
+        ]
+        if not doomed:
+            self.session.commit()
+            return set()
         ids = [d.row.id for d in doomed]
         marked = self.session.execute(
             update(Segment)
@@ -554,7 +422,7 @@ class _Sweep:
         for folder in folders:
             camera_dir = next((p for p in folder.parents if p.parent == recordings), None)
             if camera_dir is not None:
-                _prune_empty(folder, camera_dir)
+                prune_empty(folder, camera_dir)
         return gone
 
     def _finish_interrupted(self) -> int:

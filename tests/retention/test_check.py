@@ -13,7 +13,7 @@ from retention import receipts, service
 from retention.models import Segment, SegmentState
 from retention.paths import relative_segment_path
 from tests.factories import Factory
-from tests.retention.media import write_mp4
+from tests.media import write_mp4
 from vms.core import audit
 from vms.core.db import utcnow
 from vms.core.models import AuditEntry
@@ -203,6 +203,7 @@ def test_fresh_rows_and_files_are_left_to_the_pipeline(
     (data_dir / fresh).parent.mkdir(parents=True, exist_ok=True)
     (data_dir / fresh).write_bytes(b"renamed, not yet indexed")
     partial = data_dir / (relative_segment_path(camera.id, now - M) + ".partial")
+    partial.parent.mkdir(parents=True, exist_ok=True)  # another hour near :00
     partial.write_bytes(b"being written")
     report = service.check(session=session, data_dir=data_dir, repair=True, now=now)
     assert report.ok, report

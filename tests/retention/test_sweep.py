@@ -14,10 +14,11 @@ from sqlalchemy.orm import Session
 
 from registry.models import CameraMode, CameraStatus
 from retention import service
+from retention.locking import LOCK_NAME, exclusive
 from retention.models import RetentionSweep, Segment, SegmentState
 from retention.paths import RECORDINGS
 from retention.receipts import Receipt
-from retention.sweep import LOCK_NAME, SweepHooks, exclusive
+from retention.sweep import SweepHooks
 from tests.factories import Factory
 from vms.core import audit
 from vms.core.models import AuditEntry, Role
