@@ -22,7 +22,7 @@ from masking.plan import (
     resolve_side,
 )
 
-__all__ = ["Box", "CompiledPlan", "PlaneRegion", "compile_plan", "zone_masks"]
+__all__ = ["Box", "CompiledPlan", "PlaneRegion", "chroma_mask", "compile_plan", "zone_masks"]
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive), in pixels
 
@@ -62,6 +62,12 @@ class CompiledPlan:
     # Homography ground (metres) -> pixel centres, if the plan is calibrated.
     homography_px: np.ndarray | None = None
     anon_fraction: float = field(default=0.0)
+    # For anonymising whole planes (`anonymise_plane_into`): the kept pixels of each plane as
+    # (bounding box, 0/255 mask of its size), None where nothing is kept; and the share of the
+    # frame the luma regions' boxes cover (the work `apply_regions` would do).
+    luma_keep: tuple[Box, np.ndarray] | None = None
+    chroma_keep: tuple[Box, np.ndarray] | None = None
+    region_fraction: float = 0.0
 
     @property
     def everything(self) -> bool:
@@ -168,7 +174,7 @@ def _regions(anon: np.ndarray, step: int) -> tuple[PlaneRegion, ...]:
     return tuple(regions)
 
 
-def _chroma_mask(anon: np.ndarray) -> np.ndarray:
+def chroma_mask(anon: np.ndarray) -> np.ndarray:
     """4:2:0 chroma mask: a chroma sample is kept only if all four of its luma pixels are."""
     h, w = anon.shape
     hh, hw = (h + 1) // 2, (w + 1) // 2
@@ -178,6 +184,16 @@ def _chroma_mask(anon: np.ndarray) -> np.ndarray:
     # Max over each 2x2 block: anonymised if any of its luma pixels is.
     blocks = padded.reshape(hh, 2, hw, 2)
     return np.ascontiguousarray(blocks.max(axis=(1, 3)))
+
+
+def _keep(kept: np.ndarray) -> tuple[Box, np.ndarray] | None:
+    box = _bbox(kept)
+    if box is None:
+        return None
+    x0, y0, x1, y1 = box
+    mask = np.ascontiguousarray(kept[y0:y1, x0:x1])
+    mask.setflags(write=False)
+    return box, mask
 
 
 def scaled_strength(plan: MaskPlan, height: int) -> int:
@@ -193,7 +209,7 @@ def _compile(plan: MaskPlan, width: int, height: int) -> CompiledPlan:
     anon = zone_masks(plan, width, height)
     strength = scaled_strength(plan, height)
     step = max(2, strength) if plan.method == "pixelate" else 2
-    chroma = _chroma_mask(anon)
+    chroma = chroma_mask(anon)
     kept = cv2.bitwise_not(anon)
     h = _homography(plan)
     h_px = None
@@ -201,17 +217,22 @@ def _compile(plan: MaskPlan, width: int, height: int) -> CompiledPlan:
         to_px = np.array([[width, 0, -0.5], [0, height, -0.5], [0, 0, 1]], dtype=np.float64)
         h_px = to_px @ h
     anon.setflags(write=False)
+    luma = _regions(anon, step)
+    covered = sum((b[2] - b[0]) * (b[3] - b[1]) for b in (r.box for r in luma))
     return CompiledPlan(
         plan=plan,
         width=width,
         height=height,
         anon_mask=anon,
-        luma=_regions(anon, step),
+        luma=luma,
         chroma=_regions(chroma, step // 2),
         strength_px=strength,
         kept_box=_bbox(kept),
         homography_px=h_px,
         anon_fraction=float(np.count_nonzero(anon)) / anon.size,
+        luma_keep=_keep(kept),
+        chroma_keep=_keep(cv2.bitwise_not(chroma)),
+        region_fraction=covered / anon.size,
     )
 
 

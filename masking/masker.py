@@ -1,4 +1,8 @@
-"""The per-camera entry point: `Masker(plan, ...)` applied to every frame, failing closed."""
+"""The per-camera entry point: `Masker(plan, ...)` applied to every frame, failing closed.
+
+Over 500 lines on purpose: the BGR, YUV-plane and whole-frame paths share one fail-closed order
+(detectors, zones, cover-all on any error), which is checked by reading them side by side.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from typing import TYPE_CHECKING, Any, overload
 import cv2
 import numpy as np
 
-from masking.anonymise import anonymise_box, apply_regions
+from masking.anonymise import anonymise_box, anonymise_plane_into, apply_regions
 from masking.compile import Box, CompiledPlan, compile_plan
 from masking.detect import Detection, Detector, build_detectors
 from masking.plan import DetectConfig, MaskPlan, parse_plan, plan_hash
@@ -48,6 +52,9 @@ _HOLD_GROWTH = 0.15
 _CROP_MARGIN = 0.25
 _CROP_MARGIN_FRAME = 0.1
 _LOG_EVERY = 1000
+# `mask_frame` anonymises whole planes into a frame of its own when the plan's regions cover at
+# least this share of the picture (below it, copying the frame and masking regions is cheaper).
+_WHOLE_PLANE_FROM = 0.5
 
 
 class MaskingError(RuntimeError):
@@ -137,6 +144,7 @@ class Masker:
         self._compile_error: tuple[tuple[int, int], Exception] | None = None
         self._tracks: list[_Track] = []
         self._index = 0
+        self._pool = _FramePool()
 
     # -- public -----------------------------------------------------------------------------
 
@@ -233,6 +241,45 @@ class Masker:
         finally:
             self._index += 1
 
+    def mask_frame(self, frame: av.VideoFrame) -> av.VideoFrame:
+        """The masked picture of a decoded frame; `frame` itself is never written.
+
+        Where the plan's zones anonymise most of the picture, the result is written straight
+        into one of the masker's own frames (a pool of two per frame size): every pixel is read
+        once and written once, instead of copying the decoder's frame (it shares its buffers
+        with reference pictures) and then masking the copy in place. That frame is reused: it
+        stays valid until the call after next, so use it (encode it, convert it) and let it go.
+        Otherwise, and for frames that are not 4:2:0, this is `apply_yuv420(frame)`. Failing
+        closed works the same way: a frame that cannot be masked comes back fully anonymised.
+        """
+        if frame.format.name not in _YUV420:
+            return self.apply_yuv420(frame)
+        try:
+            cp = self.compiled(frame.width, frame.height)
+            if cp.region_fraction < _WHOLE_PLANE_FROM:
+                return self.apply_yuv420(frame)
+            out, dst = self._pool.take(frame)
+        except Exception:
+            return self.apply_yuv420(frame)  # fails closed there
+        self.stats.frames += 1
+        full_range = frame.format.name == "yuvj420p" or int(frame.color_range) == 2
+        black = 0 if full_range else 16
+        try:
+            out.color_range = frame.color_range
+            out.colorspace = frame.colorspace
+            self._mask_into(_plane_views(frame), dst, cp, black)
+        except Exception as exc:
+            self._fail_closed(exc)
+            try:
+                dst[0][...] = black
+                dst[1][...] = 128
+                dst[2][...] = 128
+            except Exception as exc2:
+                raise MaskingError("cannot blank the frame after a masking failure") from exc2
+        finally:
+            self._index += 1
+        return out
+
     # -- internals --------------------------------------------------------------------------
 
     def _mask_yuv(self, y: np.ndarray, u: np.ndarray, v: np.ndarray, black: int) -> None:
@@ -251,6 +298,26 @@ class Masker:
             cbox = (x0 // 2, y0 // 2, (x1 + 1) // 2, (y1 + 1) // 2)
             anonymise_box(u, cbox, method, max(1, s // 2), 128)
             anonymise_box(v, cbox, method, max(1, s // 2), 128)
+
+    def _mask_into(self, src: YUVPlanes, dst: YUVPlanes, cp: CompiledPlan, black: int) -> None:
+        """Like `_mask_yuv`, from the planes `src` into the planes `dst` (whole planes)."""
+        y, u, v = src
+        height, width = y.shape
+        if u.shape != ((height + 1) // 2, (width + 1) // 2) or v.shape != u.shape:
+            raise ValueError(f"not 4:2:0 planes: {y.shape}, {u.shape}, {v.shape}")
+        if dst[0].shape != y.shape or dst[1].shape != u.shape:
+            raise ValueError(f"output planes {dst[0].shape} do not fit {y.shape}")
+        boxes = self._boxes(cp, lambda box, size: _crop_resize_yuv(y, u, v, box, size))
+        method, strength = self.plan.method, cp.strength_px
+        dy, du, dv = dst
+        anonymise_plane_into(y, dy, method, strength, black, cp.luma_keep)
+        anonymise_plane_into(u, du, method, strength // 2, 128, cp.chroma_keep)
+        anonymise_plane_into(v, dv, method, strength // 2, 128, cp.chroma_keep)
+        for (x0, y0, x1, y1), s in boxes:
+            anonymise_box(dy, (x0, y0, x1, y1), method, s, black)
+            cbox = (x0 // 2, y0 // 2, (x1 + 1) // 2, (y1 + 1) // 2)
+            anonymise_box(du, cbox, method, max(1, s // 2), 128)
+            anonymise_box(dv, cbox, method, max(1, s // 2), 128)
 
     def _fail_closed(self, exc: BaseException) -> None:
         self.stats.fail_closed += 1
@@ -365,6 +432,41 @@ def _estimate_motion(track: _Track, previous: list[_Track]) -> None:
         frames = track.seen - t.seen
         track.vx = (cx - (t.box[0] + t.box[2]) / 2) / frames
         track.vy = (cy - (t.box[1] + t.box[3]) / 2) / frames
+
+
+class _FramePool:
+    """Output frames for `Masker.mask_frame`, reused round-robin, with their plane views.
+
+    Frames are reference-counted: if a consumer still holds one when its turn comes again,
+    `make_writable` gives it fresh buffers (the consumer keeps the old ones) and the views are
+    rebuilt, so a held frame is never written into.
+    """
+
+    def __init__(self, size: int = 2) -> None:
+        self._size = size
+        self._key: tuple[int, int, str] | None = None
+        self._frames: list[tuple[av.VideoFrame, YUVPlanes, int]] = []
+        self._next = 0
+
+    def take(self, like: av.VideoFrame) -> tuple[av.VideoFrame, YUVPlanes]:
+        import av
+
+        key = (like.width, like.height, like.format.name)
+        if key != self._key:
+            self._frames = []
+            for _ in range(self._size):
+                frame = av.VideoFrame(like.width, like.height, like.format.name)
+                self._frames.append((frame, _plane_views(frame), frame.planes[0].buffer_ptr))
+            self._key, self._next = key, 0
+        i = self._next
+        self._next = (i + 1) % self._size
+        frame, views, ptr = self._frames[i]
+        frame.make_writable()
+        now = frame.planes[0].buffer_ptr
+        if now != ptr:
+            views = _plane_views(frame)
+            self._frames[i] = (frame, views, now)
+        return frame, views
 
 
 def _writable_yuv420(frame: av.VideoFrame) -> av.VideoFrame:

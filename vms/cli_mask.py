@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
 
 from masking import MaskingError, ModelError, PlanError
 from masking.tool import MaskToolError, is_image, load_plan, mask_image, mask_video, preview_file
-
-# The sample models sit beside the repository (../shared/sample_media/models); the app's
-# VMS_MODELS_DIR overrides it.
-DEFAULT_MODELS_DIR = (
-    Path(__file__).resolve().parents[1] / ".." / "shared" / "sample_media" / "models"
-)
 
 
 def mask(
@@ -25,8 +20,11 @@ def mask(
     preview: bool = typer.Option(
         False, "--preview", help="Write a picture of the plan over the (first) frame instead."
     ),
-    models_dir: Path = typer.Option(
-        DEFAULT_MODELS_DIR, "--models-dir", envvar="VMS_MODELS_DIR", help="Detector model files."
+    models_dir: Path | None = typer.Option(
+        None,
+        "--models-dir",
+        envvar="VMS_MODELS_DIR",
+        help="Detector model files (needed for plans with detectors).",
     ),
     detect_every: int = typer.Option(
         1, "--detect-every", min=1, help="Run detectors every Nth frame."
@@ -37,6 +35,9 @@ def mask(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     err = Console(stderr=True)
+    if models_dir is None and (media := os.environ.get("VMS_SAMPLE_MEDIA_DIR")):
+        # The same default as the server's: the models that come with the sample media.
+        models_dir = Path(media) / "models"
     try:
         mask_plan = load_plan(plan)
         if not input.is_file():
