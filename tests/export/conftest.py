@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.export.media import MadeSegment, make_run
+from tests.media import MadeSegment, make_run
+from vms.core import signing
 from vms.core.crypto import SecretBox
-from vms.export import package, signing
+from vms.core.files import file_sha256
+from vms.export import package
 from vms.export.package import BuiltPackage, CameraInput, PackageInput, SegmentInput
 
 T0 = dt.datetime(2025, 3, 14, 9, 0, 0, tzinfo=dt.UTC)
@@ -39,7 +41,7 @@ def segment_inputs(made: list[MadeSegment], *, first_id: int = 1) -> list[Segmen
             path=m.path,
             start=m.start,
             end=m.end,
-            sha256=package.file_sha256(m.path)[0],
+            sha256=file_sha256(m.path),
             size_bytes=m.path.stat().st_size,
             mask_plan_hash="ab" * 32,
         )

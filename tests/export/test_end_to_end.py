@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,6 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
@@ -28,7 +26,6 @@ from sample_streams import RtspServerProcess
 from tests.conftest import TEST_KEY
 from tests.pipeline.conftest import (
     FACADE_PLAN,
-    FAST_PIPELINE,
     LiveServer,
     committed,
     segments_of,
@@ -36,7 +33,6 @@ from tests.pipeline.conftest import (
 )
 from vms.core import audit
 from vms.core.config import Settings
-from vms.core.db import make_engine
 from vms.core.models import Role
 
 pytestmark = [pytest.mark.rtsp, pytest.mark.slow]
@@ -44,24 +40,6 @@ pytestmark = [pytest.mark.rtsp, pytest.mark.slow]
 # Solid fill, so "anonymised" is measurable pixel by pixel (the masking issue's facade check).
 FILLED_FACADE: dict[str, Any] = {**FACADE_PLAN, "method": "fill"}
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def e2e_settings(isolated_db_url: str, data_dir: Path) -> Settings:
-    return Settings(
-        profile="test",
-        data_dir=data_dir,
-        database_url=isolated_db_url,
-        secret_key=SecretStr(TEST_KEY),
-        pipeline=FAST_PIPELINE,
-    )
-
-
-@pytest.fixture
-def engine_iso(isolated_db_url: str) -> Iterator[Engine]:
-    engine = make_engine(isolated_db_url)
-    yield engine
-    engine.dispose()
 
 
 def assert_facade_masked(video: Path, width: int, height: int) -> int:
@@ -92,12 +70,12 @@ def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 def test_rtsp_camera_to_verified_masked_package(
     rtsp_server: RtspServerProcess,
-    e2e_settings: Settings,
-    engine_iso: Engine,
+    iso_settings: Settings,
+    iso_engine: Engine,
     isolated_db_url: str,
     tmp_path: Path,
 ) -> None:
-    with committed(engine_iso) as f:
+    with committed(iso_engine) as f:
         owner = f.org("Fastighets AB Gården")
         camera = f.camera(
             owner,
@@ -108,9 +86,9 @@ def test_rtsp_camera_to_verified_masked_package(
         police = f.user(Role.police, f.org("Polisregion Väst"), password=None)
         dpo = f.user(Role.dpo, owner, password=None)
 
-    with LiveServer(e2e_settings) as server, httpx.Client(base_url=server.url, timeout=30) as http:
+    with LiveServer(iso_settings) as server, httpx.Client(base_url=server.url, timeout=30) as http:
         segs = wait_for(
-            lambda: s if len(s := segments_of(engine_iso, camera.id)) >= 4 else None,
+            lambda: s if len(s := segments_of(iso_engine, camera.id)) >= 4 else None,
             30,
             "four recorded segments",
         )
@@ -206,7 +184,7 @@ def test_rtsp_camera_to_verified_masked_package(
     assert frames >= 0.8 * seconds * 10  # the sample stream runs at >= 10 fps
 
     # The whole story is in the audit log, and the chain holds.
-    with Session(engine_iso) as session:
+    with Session(iso_engine) as session:
         owner_log = audit.list_entries(session, organisation_ids={owner.id}, limit=1000, offset=0)
         police_log = audit.list_entries(
             session, organisation_ids={police.organisation_id}, limit=1000, offset=0
@@ -228,7 +206,7 @@ def test_rtsp_camera_to_verified_masked_package(
     ], story
     assert "export.camera_search" in {e.action for e in police_log[0]}
     env |= {"VMS_DATABASE_URL": isolated_db_url, "VMS_SECRET_KEY": TEST_KEY,
-            "VMS_DATA_DIR": str(e2e_settings.data_dir)}  # fmt: skip
+            "VMS_DATA_DIR": str(iso_settings.data_dir)}  # fmt: skip
     verified = _cli("audit", "verify", env=env)
     assert verified.returncode == 0, verified.stderr
     assert verified.stdout.startswith("audit chain OK")

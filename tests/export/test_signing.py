@@ -9,9 +9,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from tests.conftest import TEST_KEY
+from vms.core import signing
 from vms.core.config import generate_key
 from vms.core.crypto import SecretBox
-from vms.export import signing
 
 
 def test_created_once_then_loaded(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.export.media import MadeSegment, decoded_frames, make_run, make_segment
+from tests.media import MadeSegment, decoded_frames, make_run, make_segment
 from vms.export.video import CutError, SourceSegment, annexb_nals, contact_sheet, cut, parse_avcc
 
 T0 = dt.datetime(2025, 3, 14, 9, 0, 0, tzinfo=dt.UTC)

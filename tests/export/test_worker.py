@@ -5,40 +5,20 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.conftest import TEST_KEY
 from tests.factories import Factory
-from vms.core import audit
+from vms.core import audit, signing
 from vms.core.config import Settings
-from vms.core.db import make_engine, make_sessionmaker, utcnow
+from vms.core.db import make_sessionmaker, utcnow
 from vms.core.models import Role
-from vms.export import service, signing
+from vms.export import build, service
 from vms.export.models import ExportRequest, ExportStatus
 from vms.export.schemas import ExportCreate
 from vms.export.worker import ExportWorker
-
-
-@pytest.fixture
-def iso_engine(isolated_db_url: str) -> Iterator[Engine]:
-    eng = make_engine(isolated_db_url)
-    yield eng
-    eng.dispose()
-
-
-@pytest.fixture
-def iso_settings(tmp_path: Path, isolated_db_url: str) -> Settings:
-    data = tmp_path / "iso-data"
-    data.mkdir()
-    return Settings(
-        profile="test", data_dir=data, database_url=isolated_db_url, secret_key=SecretStr(TEST_KEY)
-    )
 
 
 def _approved_request(sessions: sessionmaker[Session], settings: Settings) -> int:
@@ -107,7 +87,7 @@ def test_worker_builds_approved_requests(iso_engine: Engine, iso_settings: Setti
 def test_interrupted_build_is_requeued_on_start(iso_engine: Engine, iso_settings: Settings) -> None:
     sessions = make_sessionmaker(iso_engine)
     export_id = _approved_request(sessions, iso_settings)
-    assert service.claim(session_factory=sessions, export_id=export_id)
+    assert build.claim(session_factory=sessions, export_id=export_id)
     (iso_settings.data_dir / "exports" / ".build-9-abc").mkdir(parents=True)
     assert _status(sessions, export_id).status is ExportStatus.building
     worker = ExportWorker(sessions=sessions, settings=iso_settings, interval_s=0.1)
@@ -130,8 +110,8 @@ def test_interrupted_build_is_requeued_on_start(iso_engine: Engine, iso_settings
 def test_stop_during_a_build_queues_it_again(iso_engine: Engine, iso_settings: Settings) -> None:
     sessions = make_sessionmaker(iso_engine)
     export_id = _approved_request(sessions, iso_settings)
-    with pytest.raises(service.BuildStopped):
-        service.build_package(
+    with pytest.raises(build.BuildStopped):
+        build.build_package(
             session_factory=sessions,
             settings=iso_settings,
             export_id=export_id,

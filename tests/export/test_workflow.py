@@ -15,14 +15,15 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from tests.export.media import read_stamp
 from tests.factories import Actor, Factory
+from tests.media import read_stamp
 from vms.core import audit
 from vms.core.config import Settings
 from vms.core.db import utcnow
 from vms.core.errors import Conflict
 from vms.core.models import Organisation, Role
-from vms.export import service
+from vms.core.times import iso_seconds
+from vms.export import build
 from vms.export.verify import verify_package
 
 PLAN = {"version": 1, "method": "pixelate", "default": "keep", "zones": []}
@@ -106,7 +107,7 @@ def test_request_approve_build_download_verify_close(
     )
     assert resp.json()["status"] == "approved"
 
-    built = service.build_package(session_factory=sessions, settings=settings, export_id=req["id"])
+    built = build.build_package(session_factory=sessions, settings=settings, export_id=req["id"])
     assert (built.status.value, built.progress) == ("ready", 100)
     view = client.get(f"/api/v1/exports/{req['id']}", headers=world.police.headers).json()
     assert view["status"] == "ready"
@@ -194,7 +195,7 @@ def test_refused_when_the_range_has_no_footage(client: TestClient, world: World)
         (
             "no_footage",
             f"camera {camera.id} (Cykelrum) has no recorded footage between "
-            f"{service.iso(now - 2 * H)} and {service.iso(now - H)}",
+            f"{iso_seconds(now - 2 * H)} and {iso_seconds(now - H)}",
         )
     ]
     assert resp.json()["detail"][0]["field"] == "camera_ids"
@@ -261,7 +262,7 @@ def test_refused_when_the_owner_no_longer_holds_footage(
     ((code, msg),) = _problems(resp)
     assert code == "no_access"
     assert msg.startswith(
-        f"camera {camera.id} (Gamla entrén) was withdrawn from the register at {service.iso(gone)}"
+        f"camera {camera.id} (Gamla entrén) was withdrawn from the register at {iso_seconds(gone)}"
     )
     assert "its owner holds no footage that may be handed over" in msg
 
@@ -365,7 +366,7 @@ def test_altered_footage_fails_the_build_and_can_be_retried(
     path = settings.data_dir / segs[1].path
     original = path.read_bytes()
     path.write_bytes(original[:-10] + b"\x00" * 10)
-    failed = service.build_package(session_factory=sessions, settings=settings, export_id=req["id"])
+    failed = build.build_package(session_factory=sessions, settings=settings, export_id=req["id"])
     assert failed.status.value == "failed"
     assert failed.failure_reason is not None
     assert f"segment {segs[1].id} of camera {camera.id}" in failed.failure_reason
@@ -374,10 +375,10 @@ def test_altered_footage_fails_the_build_and_can_be_retried(
     path.write_bytes(original)
     retry = client.post(f"/api/v1/exports/{req['id']}/approve", headers=world.dpo.headers)
     assert retry.json()["status"] == "approved"
-    done = service.build_package(session_factory=sessions, settings=settings, export_id=req["id"])
+    done = build.build_package(session_factory=sessions, settings=settings, export_id=req["id"])
     assert done.status.value == "ready"
     with pytest.raises(Conflict, match="the request is ready, not approved"):
-        service.build_package(session_factory=sessions, settings=settings, export_id=req["id"])
+        build.build_package(session_factory=sessions, settings=settings, export_id=req["id"])
 
 
 def test_package_expires_and_hold_can_be_kept(
@@ -392,10 +393,10 @@ def test_package_expires_and_hold_can_be_kept(
     factory.recording(camera, settings.data_dir, start=t0, segments=1, seconds=2)
     req = _filed(client, world, camera, t0, t0 + 2 * S)
     client.post(f"/api/v1/exports/{req['id']}/approve", headers=world.dpo.headers)
-    service.build_package(session_factory=sessions, settings=settings, export_id=req["id"])
-    assert service.expire_packages(session_factory=sessions, settings=settings) == 0
+    build.build_package(session_factory=sessions, settings=settings, export_id=req["id"])
+    assert build.expire_packages(session_factory=sessions, settings=settings) == 0
     later = utcnow() + dt.timedelta(hours=settings.export_ttl_hours + 1)
-    assert service.expire_packages(session_factory=sessions, settings=settings, now=later) == 1
+    assert build.expire_packages(session_factory=sessions, settings=settings, now=later) == 1
     assert list((settings.data_dir / "exports").glob("*.zip")) == []
     view = client.get(f"/api/v1/exports/{req['id']}", headers=world.police.headers).json()
     assert view["status"] == "expired"

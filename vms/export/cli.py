@@ -7,13 +7,9 @@ from typing import Annotated
 
 import typer
 
+from vms.core.cli import fail, load_settings
+
 export_app = typer.Typer(help="Police export packages.", no_args_is_help=True)
-
-
-def _fail(msg: str) -> None:
-    from vms.cli import fail
-
-    fail(msg)
 
 
 @export_app.command("public-key")
@@ -23,9 +19,8 @@ def public_key(
     ] = False,
 ) -> None:
     """Print the installation's export signing public key (PEM); creates the key on first use."""
-    from vms.cli import load_settings
+    from vms.core import signing
     from vms.core.crypto import SecretBox
-    from vms.export import signing
 
     settings = load_settings()
     try:
@@ -33,8 +28,7 @@ def public_key(
             data_dir=settings.data_dir, box=SecretBox(settings.secret_key_bytes())
         )
     except signing.SigningKeyError as exc:
-        _fail(str(exc))
-        return
+        fail(str(exc))
     if fingerprint:
         typer.echo(key.fingerprint)
     else:
@@ -56,12 +50,10 @@ def verify(
     try:
         pem = public_key_file.read_bytes()
     except OSError as exc:
-        _fail(f"cannot read the public key {public_key_file}: {exc.strerror}")
-        return
+        fail(f"cannot read the public key {public_key_file}: {exc.strerror}")
     result = verify_package(package, pem)
     if not result.ok:
-        _fail(f"{package.name}: {result.problem}")
-        return
+        fail(f"{package.name}: {result.problem}")
     if not quiet:
         for line in result.summary:
             typer.echo(line)

@@ -21,9 +21,11 @@ from typing import Any
 import av
 
 import vms
+from vms.core.files import file_digest
+from vms.core.signing import ALGORITHM, SigningKey
+from vms.core.times import iso
 from vms.export import manifest as mf
 from vms.export import video
-from vms.export.signing import ALGORITHM, SigningKey
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +49,7 @@ class SegmentInput:
     sha256: str
     size_bytes: int
     mask_plan_hash: str | None = None
+    masked_by: str = "vms"
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,8 @@ class CameraInput:
     mask_plans: dict[str, dict[str, Any] | None]  # plan hash -> plan
     segments: Sequence[SegmentInput]
     recorded_gaps: Sequence[dict[str, Any]] = ()  # the footage index's gaps, with reasons
+    # Footage in the range that exists but does not leave: quarantined passthrough segments.
+    withheld: Sequence[dict[str, Any]] = ()
 
 
 @dataclass(frozen=True)
@@ -84,17 +89,6 @@ class BuiltPackage:
     warnings: list[str] = field(default_factory=list)
 
 
-def iso(value: dt.datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-
-
-def file_sha256(path: Path) -> tuple[str, int]:
-    with path.open("rb") as fh:
-        return mf.hash_stream(fh)
-
-
 def check_segments(camera: CameraInput) -> None:
     """Only footage that is still exactly what was indexed may leave: re-hash every file."""
     for seg in camera.segments:
@@ -103,7 +97,7 @@ def check_segments(camera: CameraInput) -> None:
                 f"segment {seg.id} of camera {camera.camera_id} ({camera.name}) is missing "
                 f"from disk: {seg.path.name}"
             )
-        digest, _ = file_sha256(seg.path)
+        digest, _ = file_digest(seg.path)
         if digest != seg.sha256:
             raise PackageError(
                 f"segment {seg.id} of camera {camera.camera_id} ({camera.name}) no longer matches "
@@ -190,7 +184,7 @@ def build(
         files["README.txt"] = readme
         listed: list[dict[str, Any]] = []
         for name, path in files.items():
-            digest, size = file_sha256(path)
+            digest, size = file_digest(path)
             listed.append({"path": name, "sha256": digest, "size_bytes": size})
         manifest = {
             "format": mf.FORMAT,
@@ -231,7 +225,7 @@ def build(
                 zf.write(path, name, compress_type=kind)
         with tmp_zip.open("rb") as fh:
             os.fsync(fh.fileno())
-        digest, size = file_sha256(tmp_zip)
+        digest, size = file_digest(tmp_zip)
         os.replace(tmp_zip, out_path)
         report(100)
         return BuiltPackage(out_path, digest, size, manifest, warnings)
@@ -269,6 +263,13 @@ def _camera(
     png.write_bytes(sheet.png)
     used_hashes = sorted({s.mask_plan_hash for s in camera.segments if s.mask_plan_hash})
     warnings = [f"camera {camera.camera_id}: {note}" for note in cut.notes]
+    if camera.withheld:
+        seconds = sum((w["end"] - w["start"]).total_seconds() for w in camera.withheld)
+        warnings.append(
+            f"camera {camera.camera_id}: {len(camera.withheld)} segment(s), {seconds:.1f}s, in the "
+            "range are quarantined (recorded as the camera masked it, not covered by a passing "
+            "mask check) and are not in this package; they can be released once re-masked"
+        )
     if cut.skipped_undecodable:
         warnings.append(
             f"camera {camera.camera_id}: {cut.skipped_undecodable} frames without a keyframe "
@@ -289,10 +290,25 @@ def _camera(
                 "sha256": s.sha256,
                 "size_bytes": s.size_bytes,
                 "mask_plan_hash": s.mask_plan_hash,
+                "masked_by": s.masked_by,
             }
             for s in sorted(camera.segments, key=lambda s: s.start)
         ],
-        "gaps": coverage_gaps(camera.segments, inp.start, inp.end, camera.recorded_gaps),
+        "withheld_segments": [
+            {
+                "id": w["id"],
+                "start": iso(w["start"]),
+                "end": iso(w["end"]),
+                "reason": w["reason"],
+            }
+            for w in camera.withheld
+        ],
+        "gaps": coverage_gaps(
+            camera.segments,
+            inp.start,
+            inp.end,
+            [*camera.recorded_gaps, *({**w, "reason": w["reason"]} for w in camera.withheld)],
+        ),
         "video": {
             "file": f"{folder}/video.mp4",
             "codec": "h264",

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Query, status
 from fastapi.responses import FileResponse, PlainTextResponse
 from pydantic import AwareDatetime
 
-from vms.core.auth import Principal
-from vms.core.deps import PrincipalDep, SecretBoxDep, SessionDep, SettingsDep, require_roles
-from vms.core.models import Role
-from vms.core.pagination import Page, PageParams, page_params
-from vms.export import service
+from vms.core.deps import PrincipalDep, SecretBoxDep, SessionDep, SettingsDep
+from vms.core.pagination import Page, PageDep
+from vms.export import search, service
 from vms.export.models import ExportStatus
 from vms.export.schemas import (
     ApproveBody,
@@ -24,27 +20,22 @@ from vms.export.schemas import (
 )
 
 router = APIRouter(prefix="/api/v1")
-PageDep = Annotated[PageParams, Depends(page_params)]
-PoliceDep = Annotated[Principal, require_roles(Role.police)]
-SearchDep = Annotated[Principal, require_roles(Role.police, Role.admin)]
-ReaderDep = Annotated[Principal, require_roles(*service.READ_ROLES)]
-DeciderDep = Annotated[Principal, require_roles(*service.DECIDE_ROLES)]
 
 
 @router.get("/cameras/near", response_model=CameraNearPage, tags=["exports"])
 def cameras_near(
     session: SessionDep,
-    principal: SearchDep,
+    principal: PrincipalDep,
     page: PageDep,
     lat: float = Query(..., ge=-90, le=90, allow_inf_nan=False, description="WGS84"),
     lon: float = Query(..., ge=-180, le=180, allow_inf_nan=False, description="WGS84"),
-    radius_m: float = Query(..., gt=0, le=service.MAX_RADIUS_M, allow_inf_nan=False),
+    radius_m: float = Query(..., gt=0, le=search.MAX_RADIUS_M, allow_inf_nan=False),
     start: AwareDatetime | None = Query(None, description="with end: is there footage?"),
     end: AwareDatetime | None = None,
 ) -> CameraNearPage:
     """Registered cameras near a point, across organisations (police, admin): owner, contact,
     purpose, mode, retention and whether footage exists for a range. Never stream details."""
-    return service.search_near(
+    return search.search_near(
         session=session,
         actor=principal,
         lat=lat,
@@ -75,15 +66,16 @@ def public_key(session: SessionDep, settings: SettingsDep, box: SecretBoxDep) ->
 @router.post(
     "/exports", response_model=ExportRead, status_code=status.HTTP_201_CREATED, tags=["exports"]
 )
-def create_export(body: ExportCreate, session: SessionDep, principal: PoliceDep) -> ExportRead:
+def create_export(body: ExportCreate, session: SessionDep, principal: PrincipalDep) -> ExportRead:
     """Request footage (police); places a legal hold on it at once."""
-    return service.to_read(service.create_request(session=session, actor=principal, data=body))
+    req = service.create_request(session=session, actor=principal, data=body)
+    return service.to_read(req, session)
 
 
 @router.get("/exports", response_model=Page[ExportRead], tags=["exports"])
 def list_exports(
     session: SessionDep,
-    principal: ReaderDep,
+    principal: PrincipalDep,
     page: PageDep,
     status_is: ExportStatus | None = Query(None, alias="status"),
     case_number: str | None = Query(None, max_length=64),
@@ -102,7 +94,7 @@ def list_exports(
 
 
 @router.get("/exports/{export_id}", response_model=ExportRead, tags=["exports"])
-def get_export(export_id: int, session: SessionDep, principal: ReaderDep) -> ExportRead:
+def get_export(export_id: int, session: SessionDep, principal: PrincipalDep) -> ExportRead:
     """One request, with its status and build progress."""
     return service.read_request(session=session, actor=principal, export_id=export_id)
 
@@ -111,7 +103,7 @@ def get_export(export_id: int, session: SessionDep, principal: ReaderDep) -> Exp
 def approve_export(
     export_id: int,
     session: SessionDep,
-    principal: DeciderDep,
+    principal: PrincipalDep,
     body: ApproveBody | None = None,
 ) -> ExportRead:
     """Approve (or retry a failed build), as DPO or admin of the cameras' organisation."""
@@ -123,7 +115,7 @@ def approve_export(
 
 @router.post("/exports/{export_id}/reject", response_model=ExportRead, tags=["exports"])
 def reject_export(
-    export_id: int, body: RejectBody, session: SessionDep, principal: DeciderDep
+    export_id: int, body: RejectBody, session: SessionDep, principal: PrincipalDep
 ) -> ExportRead:
     """Reject with a reason, as DPO or admin of the cameras' organisation; releases the hold."""
     req = service.reject(session=session, actor=principal, export_id=export_id, reason=body.reason)
@@ -159,7 +151,7 @@ def close_export(
     responses={200: {"content": {"application/zip": {}}}},
 )
 def download_export(
-    export_id: int, session: SessionDep, settings: SettingsDep, principal: ReaderDep
+    export_id: int, session: SessionDep, settings: SettingsDep, principal: PrincipalDep
 ) -> FileResponse:
     """The package zip, for the requesting officer only; every download is audit-logged."""
     out = service.download(session=session, actor=principal, settings=settings, export_id=export_id)

@@ -6,7 +6,7 @@ import datetime as dt
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from registry.models import CameraMode, CameraStatus
+from registry.schemas import CameraMode, CameraStatus
 from vms.core.schemas import StrictModel
 from vms.export.models import ExportStatus, LegalGroundCategory
 
@@ -72,6 +72,16 @@ class CloseBody(StrictModel):
     reason: str | None = Field(None, max_length=2000)
 
 
+class WithheldRead(BaseModel):
+    camera_id: int
+    segments: int
+    seconds: float
+    reason: str = Field(
+        description="quarantined: recorded as the camera masked it (passthrough) and not "
+        "covered by a passing mask check; not exported until re-masked"
+    )
+
+
 class ExportRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -106,6 +116,11 @@ class ExportRead(BaseModel):
     close_reason: str | None
     created_at: dt.datetime
     updated_at: dt.datetime
+    withheld: list[WithheldRead] = Field(
+        default_factory=list,
+        description="footage in the range that exists but will not be in the package "
+        "(single-request reads)",
+    )
 
 
 class OwnerRead(BaseModel):

@@ -1,4 +1,7 @@
-"""The police export workflow: request (with a legal hold), approval, build, download, close.
+"""The police export workflow: request (with a legal hold), approval, download, close.
+
+The cross-organisation camera search is `vms.export.search`; building the package is the job in
+`vms.export.build`.
 
 Rules (docs/export.md has the reasoning):
 - only `police` users request; they may name cameras of any organisation (their legal role),
@@ -14,41 +17,37 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import logging
-import shutil
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import or_, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from registry import service as registry_service
-from registry.models import Camera, CameraMode, CameraStatus
+from registry.schemas import CameraMode, CameraStatus
 from retention import service as retention_service
-from vms.core import audit
+from vms.core import audit, signing
 from vms.core.auth import Principal
 from vms.core.config import Settings
 from vms.core.crypto import SecretBox
 from vms.core.db import count_rows, utcnow
 from vms.core.errors import Conflict, ErrorItem, Forbidden, InvalidInput, NotFound
-from vms.core.models import Role, User
+from vms.core.models import Role
 from vms.core.pagination import PageParams
-from vms.export import manifest as mf
-from vms.export import package, signing, sources
+from vms.core.times import iso_seconds
+from vms.export import sources
 from vms.export.models import ExportRequest, ExportStatus
 from vms.export.schemas import (
-    CameraNearPage,
-    CameraNearRead,
     ExportCreate,
     ExportRead,
-    FootageRead,
     LegalGround,
-    OwnerRead,
+    WithheldRead,
 )
+
+if TYPE_CHECKING:
+    from registry.models import Camera
 
 logger = logging.getLogger(__name__)
 
@@ -56,53 +55,49 @@ EXPORTS_DIR = "exports"
 MAX_RANGE = dt.timedelta(days=7)
 # Clocks of the police client and the server disagree a little; a range may end "now".
 CLOCK_SKEW = dt.timedelta(minutes=2)
-MAX_RADIUS_M = 50_000.0
 READ_ROLES = (Role.police, Role.dpo, Role.admin)
 DECIDE_ROLES = (Role.dpo, Role.admin)
 DOWNLOADABLE = (ExportStatus.ready, ExportStatus.downloaded)
 
-SessionFactory = sessionmaker[Session] | Callable[[], Session]
 
-
-class BuildStopped(Exception):
-    """The worker is shutting down: the build is abandoned and the request queued again."""
-
-
-@contextmanager
-def scope(factory: SessionFactory) -> Iterator[Session]:
-    """`vms.core.db.session_scope` for any session factory (tests join their transaction)."""
-    session = factory()
-    try:
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
-
-
-def iso(value: dt.datetime) -> str:
-    """ISO 8601 UTC to the second, as messages and the audit log show times."""
-    return value.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def to_read(req: ExportRequest) -> ExportRead:
+def to_read(req: ExportRequest, session: Session | None = None) -> ExportRead:
+    """The API view; with a session, also the footage in the range that will not leave."""
     return ExportRead.model_validate(
         {
             **{c.key: getattr(req, c.key) for c in ExportRequest.__table__.columns},
             "legal_ground": LegalGround(
                 category=req.legal_ground_category, text=req.legal_ground_text
             ),
+            "withheld": withheld(session, req) if session is not None else [],
         }
     )
+
+
+def withheld(session: Session, req: ExportRequest) -> list[WithheldRead]:
+    """Per camera, the quarantined segments in the request's range (not in any package)."""
+    out = []
+    for cid in req.camera_ids:
+        camera = registry_service.get_camera(session=session, camera_id=cid)
+        if camera is None:
+            continue
+        rows = sources.withheld(session=session, camera=camera, start=req.start, end=req.end)
+        if rows:
+            out.append(
+                WithheldRead(
+                    camera_id=cid,
+                    segments=len(rows),
+                    seconds=round(sum((r.end - r.start).total_seconds() for r in rows), 3),
+                    reason="quarantined",
+                )
+            )
+    return out
 
 
 def _orgs(req: ExportRequest) -> list[int]:
     return sorted({req.requester_organisation_id, req.organisation_id})
 
 
-def _audit(
+def audit_request(
     session: Session,
     req: ExportRequest,
     action: str,
@@ -178,7 +173,7 @@ def read_request(*, session: Session, actor: Principal, export_id: int) -> Expor
         target_id=req.id,
         details={"status": req.status.value},
     )
-    return to_read(req)
+    return to_read(req, session)
 
 
 def list_requests(
@@ -210,7 +205,7 @@ def list_requests(
 # --- requesting ---------------------------------------------------------------------------
 
 
-def _camera_label(camera: Camera) -> str:
+def camera_label(camera: Camera) -> str:
     return f"camera {camera.id} ({camera.name})"
 
 
@@ -219,16 +214,16 @@ def _refusal(
 ) -> ErrorItem | None:
     """Why footage of this camera in the range may not be requested, or None."""
     field = "camera_ids"
-    label = _camera_label(camera)
+    label = camera_label(camera)
     pol = registry_service.policy(session=session, camera_id=camera.id, at=now)
     if camera.status is CameraStatus.decommissioned and camera.decommissioned_at is not None:
         ended = camera.decommissioned_at + dt.timedelta(hours=pol.max_retention_hours)
         if ended <= now:
             return ErrorItem(
                 "no_access",
-                f"{label} was withdrawn from the register at {iso(camera.decommissioned_at)} and "
-                f"its retention ended at {iso(ended)}: its owner holds no footage that may be "
-                "handed over",
+                f"{label} was withdrawn from the register at "
+                f"{iso_seconds(camera.decommissioned_at)} and its retention ended at "
+                f"{iso_seconds(ended)}: its owner holds no footage that may be handed over",
                 field,
             )
     if camera.mode is CameraMode.live:
@@ -240,14 +235,24 @@ def _refusal(
         return ErrorItem(
             "past_retention",
             f"{label} may keep footage for {pol.max_retention_hours} hours: the range starts at "
-            f"{iso(data.start)}, before the retention cut-off {iso(cutoff)}; footage past "
-            "retention must not leave, even if it has not been deleted yet",
+            f"{iso_seconds(data.start)}, before the retention cut-off {iso_seconds(cutoff)}; "
+            "footage past retention must not leave, even if it has not been deleted yet",
             "start",
         )
     if sources.footage_count(session=session, camera=camera, start=data.start, end=data.end) == 0:
+        held = sources.withheld(session=session, camera=camera, start=data.start, end=data.end)
+        if held:
+            return ErrorItem(
+                "only_quarantined",
+                f"{label} has {len(held)} segment(s) between {iso_seconds(data.start)} and "
+                f"{iso_seconds(data.end)}, all quarantined: recorded as the camera masked it "
+                "and not covered by a passing mask check, they leave only once re-masked",
+                field,
+            )
         return ErrorItem(
             "no_footage",
-            f"{label} has no recorded footage between {iso(data.start)} and {iso(data.end)}",
+            f"{label} has no recorded footage between {iso_seconds(data.start)} and "
+            f"{iso_seconds(data.end)}",
             field,
         )
     return None
@@ -264,7 +269,7 @@ def create_request(
         raise InvalidInput("end must be after start", field="end", code="invalid_range")
     if end > now + CLOCK_SKEW:
         raise InvalidInput(
-            f"the range must not end in the future (now is {iso(now)})",
+            f"the range must not end in the future (now is {iso_seconds(now)})",
             field="end",
             code="invalid_range",
         )
@@ -312,14 +317,14 @@ def create_request(
     )
     session.add(req)
     session.flush()
-    _audit(
+    audit_request(
         session,
         req,
         "export.requested",
         actor,
         {
-            "start": iso(start),
-            "end": iso(end),
+            "start": iso_seconds(start),
+            "end": iso_seconds(end),
             "legal_ground": {
                 "category": req.legal_ground_category.value,
                 "text": req.legal_ground_text,
@@ -375,7 +380,9 @@ def approve(
     req.progress = 0
     req.failure_reason = None
     session.flush()
-    _audit(session, req, "export.approved", actor, {"note": req.decision_note, "retry": retry})
+    audit_request(
+        session, req, "export.approved", actor, {"note": req.decision_note, "retry": retry}
+    )
     return req
 
 
@@ -401,7 +408,7 @@ def reject(*, session: Session, actor: Principal, export_id: int, reason: str) -
     req.decided_at = utcnow()
     req.decision_note = reason.strip()
     session.flush()
-    _audit(session, req, "export.rejected", actor, {"reason": req.decision_note})
+    audit_request(session, req, "export.rejected", actor, {"reason": req.decision_note})
     _release_hold(session, actor, req, f"export request {req.id} rejected: {req.decision_note}")
     return req
 
@@ -423,14 +430,14 @@ def close(
         raise Conflict("the request is already closed", code="status")
     if req.status is ExportStatus.building:
         raise Conflict("the package is being built: close it when the build ends", code="status")
-    _delete_package(settings, req)
+    delete_package(settings, req)
     req.status = ExportStatus.closed
     req.closed_at = utcnow()
     req.closed_by = actor.user_id
     req.close_reason = reason.strip() if reason else None
     req.keep_hold = keep_hold
     session.flush()
-    _audit(
+    audit_request(
         session, req, "export.closed", actor, {"keep_hold": keep_hold, "reason": req.close_reason}
     )
     if not keep_hold:
@@ -457,7 +464,7 @@ def download(*, session: Session, actor: Principal, settings: Settings, export_i
     if req.status not in DOWNLOADABLE or req.package_path is None:
         raise Conflict(f"the request is {req.status.value}: no package to download", code="status")
     if req.expires_at is not None and req.expires_at <= now:
-        raise Conflict(f"the package expired at {iso(req.expires_at)}", code="expired")
+        raise Conflict(f"the package expired at {iso_seconds(req.expires_at)}", code="expired")
     path = settings.data_dir / req.package_path
     if not path.is_file():
         raise Conflict("the package file is missing on the server", code="missing")
@@ -466,7 +473,7 @@ def download(*, session: Session, actor: Principal, settings: Settings, export_i
     req.last_downloaded_at = now
     session.flush()
     assert req.package_sha256 is not None
-    _audit(
+    audit_request(
         session,
         req,
         "export.downloaded",
@@ -476,379 +483,8 @@ def download(*, session: Session, actor: Principal, settings: Settings, export_i
     return Download(path=path, filename=Path(req.package_path).name, sha256=req.package_sha256)
 
 
-# --- the near search ----------------------------------------------------------------------
-
-
-def search_near(
-    *,
-    session: Session,
-    actor: Principal,
-    lat: float,
-    lon: float,
-    radius_m: float,
-    start: dt.datetime | None,
-    end: dt.datetime | None,
-    page: PageParams,
-) -> CameraNearPage:
-    """Registered cameras near a point, across organisations: owner, contact, purpose, mode,
-    retention and (for a range) whether footage exists. Never stream details."""
-    actor.require_role(Role.police, Role.admin)
-    if not -90 <= lat <= 90:
-        raise InvalidInput("lat must be between -90 and 90", field="lat")
-    if not -180 <= lon <= 180:
-        raise InvalidInput("lon must be between -180 and 180", field="lon")
-    if not 0 < radius_m <= MAX_RADIUS_M:
-        raise InvalidInput(f"radius_m must be in (0, {MAX_RADIUS_M:.0f}]", field="radius_m")
-    if (start is None) != (end is None):
-        raise InvalidInput("give both start and end, or neither", field="end")
-    if start is not None and end is not None and end <= start:
-        raise InvalidInput("end must be after start", field="end")
-    now = utcnow()
-    hits = []
-    for camera, distance in sources.cameras_in_box(
-        session=session, lat=lat, lon=lon, radius_m=radius_m
-    ):
-        pol = registry_service.policy(session=session, camera_id=camera.id, at=now)
-        if camera.status is CameraStatus.decommissioned and (
-            camera.decommissioned_at is None
-            or camera.decommissioned_at + dt.timedelta(hours=pol.max_retention_hours) <= now
-        ):
-            continue  # withdrawn and past retention: nothing left to ask for
-        hits.append((camera, distance, pol.max_retention_hours))
-    window = hits[page.offset : page.offset + page.limit]
-    names: dict[int, str] = {}
-    items = []
-    for camera, distance, retention_hours in window:
-        if camera.organisation_id not in names:
-            names[camera.organisation_id] = sources.organisation_name(
-                session=session, organisation_id=camera.organisation_id
-            )
-        footage = None
-        if start is not None and end is not None:
-            cutoff = now - dt.timedelta(hours=retention_hours)
-            count = (
-                0
-                if camera.mode is CameraMode.live
-                else sources.footage_count(
-                    session=session, camera=camera, start=max(start, cutoff), end=end
-                )
-                if end > cutoff
-                else 0
-            )
-            footage = FootageRead(
-                start=start, end=end, segments=count, available=count > 0, retention_cutoff=cutoff
-            )
-        assert camera.lat is not None
-        assert camera.lon is not None
-        items.append(
-            CameraNearRead(
-                id=camera.id,
-                name=camera.name,
-                owner=OwnerRead(
-                    organisation_id=camera.organisation_id,
-                    organisation=names[camera.organisation_id],
-                    contact_name=camera.owner_contact_name,
-                    contact_email=camera.owner_contact_email,
-                    contact_phone=camera.owner_contact_phone,
-                ),
-                address=camera.address,
-                lat=camera.lat,
-                lon=camera.lon,
-                direction_deg=camera.direction_deg,
-                distance_m=round(distance, 1),
-                purpose=camera.purpose,
-                purpose_category=camera.purpose_category,
-                mode=camera.mode,
-                status=camera.status,
-                retention_hours=retention_hours,
-                footage=footage,
-            )
-        )
-    audit.record(
-        session,
-        action="export.camera_search",
-        actor=actor,
-        target_type="camera_search",
-        details={
-            "lat": lat,
-            "lon": lon,
-            "radius_m": radius_m,
-            "start": iso(start) if start else None,
-            "end": iso(end) if end else None,
-            "hits": len(hits),
-        },
-    )
-    return CameraNearPage(items=items, total=len(hits), limit=page.limit, offset=page.offset)
-
-
-# --- building -----------------------------------------------------------------------------
-
-
-def _user_info(session: Session, user_id: int | None) -> dict[str, Any] | None:
-    if user_id is None:
-        return None
-    user = session.get(User, user_id)
-    if user is None:
-        return {"user_id": user_id}
-    return {
-        "user_id": user.id,
-        "email": user.email,
-        "name": user.name,
-        "role": user.role.value,
-        "organisation_id": user.organisation_id,
-        "organisation": sources.organisation_name(
-            session=session, organisation_id=user.organisation_id
-        ),
-    }
-
-
-def _package_input(
-    session: Session, settings: Settings, req: ExportRequest
-) -> package.PackageInput:
-    cameras = []
-    for cid in req.camera_ids:
-        camera = registry_service.get_camera_or_raise(session=session, camera_id=cid)
-        segs, gaps = sources.segments(session=session, camera=camera, start=req.start, end=req.end)
-        inputs = []
-        for s in segs:
-            try:
-                path = sources.segment_file(settings.data_dir, s)
-            except ValueError as exc:
-                raise package.PackageError(f"segment {s.id} has an invalid path") from exc
-            inputs.append(
-                package.SegmentInput(
-                    id=s.id,
-                    path=path,
-                    start=s.start,
-                    end=s.end,
-                    sha256=s.sha256,
-                    size_bytes=s.size_bytes,
-                    mask_plan_hash=s.mask_plan_hash,
-                )
-            )
-        if not inputs:
-            raise package.PackageError(f"{_camera_label(camera)} has no footage left in the range")
-        hashes = sorted({s.mask_plan_hash for s in segs if s.mask_plan_hash})
-        cameras.append(
-            package.CameraInput(
-                camera_id=camera.id,
-                name=camera.name,
-                registry=sources.camera_snapshot(session=session, camera=camera),
-                legal_basis=sources.basis_snapshot(session=session, camera=camera),
-                mask_plans=sources.mask_plans(session=session, camera=camera, hashes=hashes),
-                segments=inputs,
-                recorded_gaps=[{"start": g.start, "end": g.end, "reason": g.reason} for g in gaps],
-            )
-        )
-    requester = _user_info(session, req.requester_id) or {}
-    requester |= {"officer": req.officer, "unit": req.unit}
-    return package.PackageInput(
-        export_id=req.id,
-        case_number=req.case_number,
-        legal_ground={"category": req.legal_ground_category.value, "text": req.legal_ground_text},
-        reason=req.reason,
-        requested_by=requester,
-        approved_by=(_user_info(session, req.decided_by) or {}) | {"note": req.decision_note},
-        requested_at=req.created_at,
-        approved_at=req.decided_at,
-        start=req.start,
-        end=req.end,
-        cameras=cameras,
-    )
-
-
-def claim(*, session_factory: SessionFactory, export_id: int) -> bool:
-    """Move an approved request to `building`; False if someone else did (or it is not approved)."""
-    with scope(session_factory) as session:
-        result = session.execute(
-            update(ExportRequest)
-            .where(ExportRequest.id == export_id, ExportRequest.status == ExportStatus.approved)
-            .values(status=ExportStatus.building, progress=0, build_started_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
-        if not getattr(result, "rowcount", 0):
-            return False
-        req = session.get(ExportRequest, export_id)
-        assert req is not None
-        _audit(session, req, "export.build_started", None)
-    return True
-
-
-def next_approved(*, session_factory: SessionFactory) -> int | None:
-    with scope(session_factory) as session:
-        return session.scalar(
-            select(ExportRequest.id)
-            .where(ExportRequest.status == ExportStatus.approved)
-            .order_by(ExportRequest.decided_at, ExportRequest.id)
-            .limit(1)
-        )
-
-
-def build_package(
-    *,
-    session_factory: SessionFactory,
-    settings: Settings,
-    export_id: int,
-    should_stop: Callable[[], bool] = lambda: False,
-) -> ExportRead:
-    """Claim an approved request, build and sign its package, record the outcome.
-
-    Runs without a transaction open during the (long) cut; progress is written in short ones.
-    """
-    if not claim(session_factory=session_factory, export_id=export_id):
-        with scope(session_factory) as session:
-            req = session.get(ExportRequest, export_id)
-            if req is None:
-                raise NotFound("export request not found", field="export_id")
-            raise Conflict(f"the request is {req.status.value}, not approved", code="status")
-    box = SecretBox(settings.secret_key_bytes())
-    try:
-        with scope(session_factory) as session:
-            req = session.get(ExportRequest, export_id)
-            assert req is not None
-            inp = _package_input(session, settings, req)
-            key = signing_key(session=session, settings=settings, box=box)
-            name = package.package_name(req.id, req.case_number)
-        last = [0]
-
-        def progress(pct: int) -> None:
-            if should_stop():
-                raise BuildStopped
-            if pct - last[0] < 5 and pct < 100:
-                return
-            last[0] = pct
-            with scope(session_factory) as s:
-                s.execute(
-                    update(ExportRequest)
-                    .where(ExportRequest.id == export_id)
-                    .values(progress=min(pct, 99))
-                    .execution_options(synchronize_session=False)
-                )
-
-        out = settings.data_dir / EXPORTS_DIR / name
-        built = package.build(inp, out_path=out, key=key, progress=progress)
-    except BuildStopped:
-        _requeue(session_factory, export_id, "the server stopped during the build")
-        raise
-    except (package.PackageError, signing.SigningKeyError) as exc:
-        return _failed(session_factory, export_id, str(exc))
-    except Exception as exc:
-        logger.exception("building export %s failed", export_id)
-        return _failed(
-            session_factory, export_id, f"internal error while building ({type(exc).__name__})"
-        )
-    manifest_sha = hashlib.sha256(mf.canonical_json(built.manifest)).hexdigest()
-    with scope(session_factory) as session:
-        req = session.get(ExportRequest, export_id)
-        assert req is not None
-        now = utcnow()
-        req.status = ExportStatus.ready
-        req.progress = 100
-        req.built_at = now
-        req.package_path = f"{EXPORTS_DIR}/{name}"
-        req.package_sha256 = built.sha256
-        req.package_size = built.size_bytes
-        req.manifest_sha256 = manifest_sha
-        req.expires_at = now + dt.timedelta(hours=settings.export_ttl_hours)
-        session.flush()
-        _audit(
-            session,
-            req,
-            "export.built",
-            None,
-            {
-                "package_sha256": built.sha256,
-                "manifest_sha256": manifest_sha,
-                "size_bytes": built.size_bytes,
-                "expires_at": iso(req.expires_at),
-                "signing_key": built.manifest["signing_key"]["fingerprint_sha256"],
-                "cameras": [
-                    {
-                        "camera_id": c["camera_id"],
-                        "frames": c["video"]["frames"],
-                        "method": c["video"]["method"],
-                        "segments": [s["id"] for s in c["segments"]],
-                        "gaps": len(c["gaps"]),
-                        "mask_plan_hashes": [p["hash"] for p in c["mask_plans"]],
-                    }
-                    for c in built.manifest["cameras"]
-                ],
-                "warnings": built.warnings,
-            },
-        )
-        logger.info("export %s built: %s bytes", export_id, built.size_bytes)
-        return to_read(req)
-
-
-def _failed(session_factory: SessionFactory, export_id: int, reason: str) -> ExportRead:
-    logger.warning("export %s failed: %s", export_id, reason)
-    with scope(session_factory) as session:
-        req = session.get(ExportRequest, export_id)
-        assert req is not None
-        req.status = ExportStatus.failed
-        req.failure_reason = reason
-        session.flush()
-        _audit(session, req, "export.build_failed", None, {"reason": reason})
-        return to_read(req)
-
-
-def _requeue(session_factory: SessionFactory, export_id: int, reason: str) -> None:
-    with scope(session_factory) as session:
-        req = session.get(ExportRequest, export_id)
-        if req is None or req.status is not ExportStatus.building:
-            return
-        req.status = ExportStatus.approved
-        req.progress = 0
-        session.flush()
-        _audit(session, req, "export.build_requeued", None, {"reason": reason})
-
-
-def requeue_interrupted(*, session_factory: SessionFactory) -> int:
-    """Builds a previous run left half-done go back to `approved` (their temp files are gone)."""
-    with scope(session_factory) as session:
-        stuck = list(
-            session.scalars(
-                select(ExportRequest.id).where(ExportRequest.status == ExportStatus.building)
-            )
-        )
-    for export_id in stuck:
-        _requeue(session_factory, export_id, "the server restarted during the build")
-    return len(stuck)
-
-
-def _delete_package(settings: Settings, req: ExportRequest) -> None:
+def delete_package(settings: Settings, req: ExportRequest) -> None:
     if req.package_path is None:
         return
     path = settings.data_dir / req.package_path
     path.unlink(missing_ok=True)
-
-
-def expire_packages(
-    *, session_factory: SessionFactory, settings: Settings, now: dt.datetime | None = None
-) -> int:
-    """Delete packages past `export_ttl_hours`; the requests become `expired` (holds stay until
-    the request is closed)."""
-    now = now or utcnow()
-    with scope(session_factory) as session:
-        due = list(
-            session.scalars(
-                select(ExportRequest).where(
-                    ExportRequest.status.in_(DOWNLOADABLE),
-                    or_(ExportRequest.expires_at.is_(None), ExportRequest.expires_at <= now),
-                )
-            )
-        )
-        for req in due:
-            _delete_package(settings, req)
-            req.status = ExportStatus.expired
-            session.flush()
-            _audit(session, req, "export.expired", None, {"package_sha256": req.package_sha256})
-        return len(due)
-
-
-def cleanup_partial_builds(settings: Settings) -> None:
-    """Temp folders of builds interrupted by a crash."""
-    root = settings.data_dir / EXPORTS_DIR
-    if root.is_dir():
-        for tmp in root.glob(".build-*"):
-            shutil.rmtree(tmp, ignore_errors=True)

@@ -2,7 +2,8 @@
 
 No database, no settings, no network: a recipient with only this file (and `cryptography`) can
 run it. Checks, in order, and stops at the first problem:
-  1. the zip opens and its member names are safe and unique;
+  1. the zip opens, its member names are safe and unique, and its declared sizes are sane (a
+     zip bomb is refused before anything is decompressed);
   2. manifest.json is signed by the given key (manifest.sig);
   3. the members are exactly the manifest's files plus the four fixed ones;
   4. every listed file has the listed size and SHA-256;
@@ -22,8 +23,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from vms.core.signing import fingerprint
 from vms.export import manifest as mf
-from vms.export.signing import fingerprint
 
 
 @dataclass
@@ -38,6 +39,39 @@ class VerifyResult:
 
 class _Problem(Exception):
     pass
+
+
+# Bounds for a package from an unknown source: manifest and signatures are small; video members
+# are already compressed, so a high ratio of declared to stored size is a zip bomb.
+MAX_MEMBERS = 10_000
+MAX_META_BYTES = 64 * 1024 * 1024
+MAX_RATIO = 200
+RATIO_FLOOR_BYTES = 1024 * 1024
+
+
+def _check_sizes(zf: zipfile.ZipFile) -> None:
+    infos = zf.infolist()
+    if len(infos) > MAX_MEMBERS:
+        raise _Problem(f"the zip holds {len(infos)} members, more than a package can have")
+    for info in infos:
+        if info.file_size > RATIO_FLOOR_BYTES and (
+            info.file_size > MAX_RATIO * max(info.compress_size, 1)
+        ):
+            raise _Problem(
+                f"{info.filename} would expand {info.file_size // max(info.compress_size, 1)}"
+                " times: refused as a zip bomb"
+            )
+        if info.filename in mf.META_FILES and info.file_size > MAX_META_BYTES:
+            raise _Problem(f"{info.filename} is larger than {MAX_META_BYTES} bytes")
+
+
+def _read_meta(zf: zipfile.ZipFile, name: str) -> bytes:
+    """A small member, read with a hard bound whatever its header says."""
+    with zf.open(name) as fh:
+        data = fh.read(MAX_META_BYTES + 1)
+    if len(data) > MAX_META_BYTES:
+        raise _Problem(f"{name} is larger than {MAX_META_BYTES} bytes")
+    return data
 
 
 def load_public_key(pem: bytes) -> Ed25519PublicKey:
@@ -73,6 +107,7 @@ def _verify(package: Path, key: Ed25519PublicKey, result: VerifyResult) -> None:
     except (zipfile.BadZipFile, OSError) as exc:
         raise _Problem(f"{package.name} is not a readable zip file") from exc
     with zf:
+        _check_sizes(zf)
         names = zf.namelist()
         dupes = sorted(n for n, c in Counter(names).items() if c > 1)
         if dupes:
@@ -83,9 +118,9 @@ def _verify(package: Path, key: Ed25519PublicKey, result: VerifyResult) -> None:
         for required in (mf.MANIFEST, mf.MANIFEST_SIG, mf.SUMS, mf.SUMS_SIG):
             if required not in names:
                 raise _Problem(f"{required} is missing from the package")
-        manifest_bytes = zf.read(mf.MANIFEST)
+        manifest_bytes = _read_meta(zf, mf.MANIFEST)
         try:
-            key.verify(zf.read(mf.MANIFEST_SIG), manifest_bytes)
+            key.verify(_read_meta(zf, mf.MANIFEST_SIG), manifest_bytes)
         except InvalidSignature as exc:
             raise _Problem(
                 "manifest.sig is not a valid signature of manifest.json by this key "
@@ -111,6 +146,11 @@ def _verify(package: Path, key: Ed25519PublicKey, result: VerifyResult) -> None:
         if missing:
             raise _Problem(f"{missing[0]} is listed in the manifest but missing from the package")
         for entry in listed:
+            declared = zf.getinfo(entry["path"]).file_size
+            if declared != entry.get("size_bytes", declared):
+                raise _Problem(
+                    f"{entry['path']}: {declared} bytes, the manifest says {entry['size_bytes']}"
+                )
             with zf.open(entry["path"]) as fh:
                 digest, size = mf.hash_stream(cast(BinaryIO, fh))
             if digest != entry["sha256"]:
@@ -123,9 +163,9 @@ def _verify(package: Path, key: Ed25519PublicKey, result: VerifyResult) -> None:
                     f"{entry['path']}: {size} bytes, the manifest says {entry['size_bytes']}"
                 )
             result.checked_files += 1
-        sums = zf.read(mf.SUMS)
+        sums = _read_meta(zf, mf.SUMS)
         try:
-            key.verify(zf.read(mf.SUMS_SIG), sums)
+            key.verify(_read_meta(zf, mf.SUMS_SIG), sums)
         except InvalidSignature as exc:
             raise _Problem(
                 "SHA256SUMS.sig is not a valid signature of SHA256SUMS by this key"

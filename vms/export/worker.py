@@ -10,9 +10,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from vms.core.config import Settings
 from vms.core.crypto import SecretBox
+from vms.core.db import session_scope
 from vms.core.errors import Conflict
-from vms.export import service
-from vms.export.service import BuildStopped, scope
+from vms.export import build, service
+from vms.export.build import BuildStopped
 
 logger = logging.getLogger(__name__)
 
@@ -31,10 +32,10 @@ class ExportWorker:
         """Create the signing key if this is the first start, requeue interrupted builds, and
         start polling."""
         box = SecretBox(self._settings.secret_key_bytes())
-        with scope(self._sessions) as session:
+        with session_scope(self._sessions) as session:
             service.signing_key(session=session, settings=self._settings, box=box)
-        service.cleanup_partial_builds(self._settings)
-        requeued = service.requeue_interrupted(session_factory=self._sessions)
+        build.cleanup_partial_builds(self._settings)
+        requeued = build.requeue_interrupted(session_factory=self._sessions)
         if requeued:
             logger.info("requeued %s export builds interrupted by the last stop", requeued)
         self._stop.clear()
@@ -51,14 +52,14 @@ class ExportWorker:
 
     def run_once(self) -> int:
         """Expire old packages, then build every approved request; returns builds done."""
-        service.expire_packages(session_factory=self._sessions, settings=self._settings)
+        build.expire_packages(session_factory=self._sessions, settings=self._settings)
         built = 0
         while not self._stop.is_set():
-            export_id = service.next_approved(session_factory=self._sessions)
+            export_id = build.next_approved(session_factory=self._sessions)
             if export_id is None:
                 break
             try:
-                service.build_package(
+                build.build_package(
                     session_factory=self._sessions,
                     settings=self._settings,
                     export_id=export_id,
