@@ -51,8 +51,8 @@ class RtspServerError(RuntimeError):
 
 
 def find_sample_media() -> Path | None:
-    """The sample media directory: `$VMS_SAMPLE_MEDIA`, else `../shared/sample_media`."""
-    env = os.environ.get("VMS_SAMPLE_MEDIA")
+    """The sample media directory: `$VMS_SAMPLE_MEDIA_DIR`, else `../shared/sample_media`."""
+    env = os.environ.get("VMS_SAMPLE_MEDIA_DIR")
     candidate = Path(env) if env else REPO_ROOT.parent / "shared" / "sample_media"
     return candidate if candidate.is_dir() else None
 
@@ -257,7 +257,7 @@ def start_demo_server(
 
     videos = sample_videos()
     if not videos:
-        raise FileNotFoundError("no sample videos; set VMS_SAMPLE_MEDIA")
+        raise FileNotFoundError("no sample videos; set VMS_SAMPLE_MEDIA_DIR")
     mounts = {
         f"/cam{n}": convert_cached(video, cache_dir, size=size, fps=fps, seconds=seconds)
         for n, video in enumerate(videos, start=1)

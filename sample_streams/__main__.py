@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 1
     if find_sample_media() is None:
-        print("error: no sample media; set VMS_SAMPLE_MEDIA", file=sys.stderr)
+        print("error: no sample media; set VMS_SAMPLE_MEDIA_DIR", file=sys.stderr)
         return 1
     try:
         server = start_demo_server(

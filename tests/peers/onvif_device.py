@@ -4,6 +4,11 @@ Requests are parsed and replies serialised with zeep from the very `devicemgmt.w
 `media.wsdl` the client package (onvif-zeep-async) ships, so every reply is schema-shaped.
 WS-Security UsernameToken (digest and plain text) is checked as a camera would; a bad token gets
 a SOAP Fault with subcode `ter:NotAuthorized`. Stream URIs point at the real RTSP test server.
+
+With `media2=True` the device also serves Media2 (from vms's own `media2.wsdl`, the one the
+client uses): service capabilities, video source configurations and, given `masks=MaskSupport`,
+privacy masks (GetMaskOptions, GetMasks, CreateMask, SetMask, DeleteMask), which it hands to
+`on_masks` (the masking test camera draws them). Without `masks` its Media2 has no mask support.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import hashlib
 import hmac
 import importlib.util
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,6 +30,8 @@ import zeep
 from lxml import etree  # type: ignore[import-untyped]  # no lxml-stubs in the environment
 
 from sample_streams import RtspServerProcess
+from tests.peers.masking_camera import MaskingCameraProcess, camera_problem
+from tests.peers.rtsp import SampleClips, require_rtsp_tools
 
 # Located without importing `onvif`: its client module calls logging.basicConfig() on import.
 _ONVIF_SPEC = importlib.util.find_spec("onvif")
@@ -37,6 +44,14 @@ NS_SOAP = "http://www.w3.org/2003/05/soap-envelope"
 NS_WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
 NS_WSU = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
 NS_ERROR = "http://www.onvif.org/ver10/error"
+NS_MEDIA2 = "http://www.onvif.org/ver20/media/wsdl"
+YCBCR = "http://www.onvif.org/ver10/colorspace/YCbCr"
+SERVICE_PATHS = {
+    "/onvif/device_service": NS_DEVICE,
+    "/onvif/media_service": NS_MEDIA,
+    "/onvif/media2_service": NS_MEDIA2,
+}
+VIDEO_SOURCE_CONFIGURATION = "vsc0"
 
 ONVIF_USER = "admin"
 ONVIF_PASSWORD = "onvif-Pa55:w@rd"
@@ -60,6 +75,35 @@ class DeviceProfile:
     height: int
     fps: int
     stream_uri: str
+
+
+@dataclass(frozen=True)
+class MaskSupport:
+    """What GetMaskOptions reports, and enforces on CreateMask/SetMask."""
+
+    max_masks: int = 4
+    max_points: int = 16
+    types: tuple[str, ...] = ("Color",)
+    rectangle_only: bool = False
+    # A ColorList in YCbCr; None offers the whole YCbCr range.
+    colors: tuple[tuple[float, float, float], ...] | None = None
+
+
+@dataclass
+class DeviceMask:
+    token: str
+    configuration: str
+    points: list[tuple[float, float]]
+    type: str
+    color: tuple[float, float, float] | None
+    enabled: bool
+
+    def for_camera(self) -> dict[str, Any]:
+        return {
+            "points": self.points,
+            "color": list(self.color or (16.0, 128.0, 128.0)),
+            "enabled": self.enabled and self.type == "Color",
+        }
 
 
 class _Fault(Exception):
@@ -127,14 +171,27 @@ class OnvifDevice:
         user: str = ONVIF_USER,
         password: str = ONVIF_PASSWORD,
         host: str = "127.0.0.1",
+        media2: bool = False,
+        masks: MaskSupport | None = None,
+        on_masks: Callable[[list[DeviceMask]], None] | None = None,
+        advertise_host: str | None = None,
     ) -> None:
         self.profiles = profiles
+        # The host the device names in its XAddrs (a hostile device names another one).
+        self.advertise_host = advertise_host
         self.user, self.password, self.host = user, password, host
         self.requests: list[str] = []  # operation names, in order: lets tests see what was asked
         self._bindings = {
             NS_DEVICE: _binding("devicemgmt.wsdl", f"{{{NS_DEVICE}}}DeviceBinding"),
             NS_MEDIA: _binding("media.wsdl", f"{{{NS_MEDIA}}}MediaBinding"),
         }
+        self.media2 = media2 or masks is not None
+        if self.media2:
+            self._bindings[NS_MEDIA2] = _media2_binding()
+        self.mask_support = masks
+        self.on_masks = on_masks
+        self.masks: dict[str, DeviceMask] = {}
+        self._next_mask = 1
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer((host, 0), _handler_for(self))
         self.port: int = self._server.server_address[1]
@@ -150,7 +207,7 @@ class OnvifDevice:
         self._thread.join(timeout=5)
 
     def url(self, path: str) -> str:
-        return f"http://{self.host}:{self.port}{path}"
+        return f"http://{self.advertise_host or self.host}:{self.port}{path}"
 
     # -- SOAP ---------------------------------------------------------------------------------
 
@@ -161,9 +218,8 @@ class OnvifDevice:
             if op_node is None:
                 raise _Fault("env:Sender", "ter:InvalidArgs", "Empty SOAP body", 400)
             qname = etree.QName(op_node)
-            service_ns = {"/onvif/device_service": NS_DEVICE, "/onvif/media_service": NS_MEDIA}
             binding = self._bindings.get(qname.namespace or "")
-            if binding is None or service_ns.get(path) != qname.namespace:
+            if binding is None or SERVICE_PATHS.get(path) != qname.namespace:
                 raise _Fault("env:Receiver", "ter:ActionNotSupported", qname.localname, 500)
             name = qname.localname
             with self._lock:
@@ -219,18 +275,14 @@ class OnvifDevice:
         }
 
     def op_GetServices(self, _request: Any) -> dict[str, Any]:
+        # Media2 is found through GetServices only: GetCapabilities has no element for it.
+        services = [(NS_DEVICE, "/onvif/device_service"), (NS_MEDIA, "/onvif/media_service")]
+        if self.media2:
+            services.append((NS_MEDIA2, "/onvif/media2_service"))
         return {
             "Service": [
-                {
-                    "Namespace": NS_DEVICE,
-                    "XAddr": self.url("/onvif/device_service"),
-                    "Version": {"Major": 2, "Minor": 60},
-                },
-                {
-                    "Namespace": NS_MEDIA,
-                    "XAddr": self.url("/onvif/media_service"),
-                    "Version": {"Major": 2, "Minor": 60},
-                },
+                {"Namespace": ns, "XAddr": self.url(path), "Version": {"Major": 2, "Minor": 60}}
+                for ns, path in services
             ]
         }
 
@@ -253,6 +305,166 @@ class OnvifDevice:
     def op_GetSnapshotUri(self, request: Any) -> dict[str, Any]:
         profile = self._profile(request)
         return {"MediaUri": _media_uri(self.url(f"/onvif/snapshot/{profile.token}.jpg"))}
+
+    # -- Media2 --------------------------------------------------------------------------------
+
+    def op_GetServiceCapabilities(self, _request: Any) -> dict[str, Any]:
+        return {
+            "Capabilities": {
+                "ProfileCapabilities": {"MaximumNumberOfProfiles": len(self.profiles)},
+                "StreamingCapabilities": {"RTSPStreaming": True, "RTP_RTSP_TCP": True},
+                "SnapshotUri": True,
+                "OSD": False,
+                "Mask": self.mask_support is not None,
+                "SourceMask": False,
+            }
+        }
+
+    def op_GetVideoSourceConfigurations(self, _request: Any) -> dict[str, Any]:
+        return {"Configurations": [_video_source_configuration()]}
+
+    def _supported(self) -> MaskSupport:
+        if self.mask_support is None:
+            raise _Fault("env:Receiver", "ter:ActionNotSupported", "No privacy masks", 500)
+        return self.mask_support
+
+    def _configuration(self, token: Any) -> str:
+        if token != VIDEO_SOURCE_CONFIGURATION:
+            raise _Fault("env:Sender", "ter:InvalidArgVal/ter:NoConfig", "No such config", 400)
+        return str(token)
+
+    def op_GetMaskOptions(self, request: Any) -> dict[str, Any]:
+        support = self._supported()
+        self._configuration(_part(request, "ConfigurationToken"))
+        if support.colors is None:
+            full = {"Min": 0.0, "Max": 255.0}
+            color: dict[str, Any] = {
+                "ColorspaceRange": [{"X": full, "Y": full, "Z": full, "Colorspace": YCBCR}]
+            }
+        else:
+            color = {
+                "ColorList": [{"X": c[0], "Y": c[1], "Z": c[2], "Colorspace": YCBCR}
+                              for c in support.colors]
+            }  # fmt: skip
+        return {
+            "Options": {
+                "MaxMasks": support.max_masks,
+                "MaxPoints": support.max_points,
+                "Types": list(support.types),
+                "Color": color,
+                "RectangleOnly": support.rectangle_only,
+                "SingleColorOnly": False,
+            }
+        }
+
+    def op_GetMasks(self, request: Any) -> dict[str, Any]:
+        self._supported()
+        masks = list(self.masks.values())
+        if getattr(request, "Token", None):
+            masks = [m for m in masks if m.token == request.Token]
+            if not masks:
+                raise _Fault("env:Sender", "ter:InvalidArgVal/ter:NoConfig", "No such mask", 400)
+        if getattr(request, "ConfigurationToken", None):
+            masks = [m for m in masks if m.configuration == request.ConfigurationToken]
+        return {"Masks": [_mask_xml(m) for m in masks]}
+
+    def _parse_mask(self, raw: Any, token: str) -> DeviceMask:
+        support = self._supported()
+        points = [(float(p.x), float(p.y)) for p in raw.Polygon.Point]
+        if not 3 <= len(points) <= support.max_points:
+            raise _Fault("env:Sender", "ter:InvalidArgVal/ter:InvalidPolygon", "Points", 400)
+        if any(not (-1.0 <= x <= 1.0 and -1.0 <= y <= 1.0) for x, y in points):
+            raise _Fault("env:Sender", "ter:InvalidArgVal/ter:InvalidPolygon", "Range", 400)
+        if support.rectangle_only and (
+            len(points) != 4 or len({x for x, _ in points}) != 2 or len({y for _, y in points}) != 2
+        ):
+            raise _Fault("env:Sender", "ter:InvalidArgVal/ter:InvalidPolygon", "Rectangle", 400)
+        if raw.Type not in support.types:
+            raise _Fault("env:Sender", "ter:InvalidArgVal/ter:InvalidType", "Type", 400)
+        color = None
+        if raw.Color is not None:
+            color = (float(raw.Color.X), float(raw.Color.Y), float(raw.Color.Z))
+            if support.colors is not None and color not in support.colors:
+                raise _Fault("env:Sender", "ter:InvalidArgVal/ter:InvalidColor", "Color", 400)
+        return DeviceMask(
+            token=token,
+            configuration=self._configuration(raw.ConfigurationToken),
+            points=points,
+            type=str(raw.Type),
+            color=color,
+            enabled=bool(raw.Enabled),
+        )
+
+    def op_CreateMask(self, request: Any) -> dict[str, Any]:
+        support = self._supported()
+        if len(self.masks) >= support.max_masks:
+            raise _Fault("env:Receiver", "ter:Action/ter:MaxMasks", "Too many masks", 500)
+        token = f"mask{self._next_mask}"
+        self._next_mask += 1
+        self.masks[token] = self._parse_mask(_part(request, "Mask"), token)
+        self._masks_changed()
+        return {"Token": token}
+
+    def op_SetMask(self, request: Any) -> dict[str, Any]:
+        mask = _part(request, "Mask")
+        token = mask.token
+        if token not in self.masks:
+            raise _Fault("env:Sender", "ter:InvalidArgVal/ter:NoConfig", "No such mask", 400)
+        self.masks[token] = self._parse_mask(mask, token)
+        self._masks_changed()
+        return {}
+
+    def op_DeleteMask(self, request: Any) -> dict[str, Any]:
+        self._supported()
+        if self.masks.pop(_part(request, "Token"), None) is None:
+            raise _Fault("env:Sender", "ter:InvalidArgVal/ter:NoConfig", "No such mask", 400)
+        self._masks_changed()
+        return {}
+
+    def _masks_changed(self) -> None:
+        if self.on_masks is not None:
+            self.on_masks(list(self.masks.values()))
+
+    def factory_reset_masks(self) -> None:
+        """Forget every mask, as a firmware reset does (GetMasks answers none after it)."""
+        with self._lock:
+            self.masks.clear()
+
+
+def _part(request: Any, name: str) -> Any:
+    # zeep hands a request with a single part over as that part's value.
+    return getattr(request, name) if hasattr(request, name) else request
+
+
+def _media2_binding() -> Any:
+    # The very document the client uses (vms.pipeline.media2): one WSDL for both ends.
+    from vms.pipeline.media2 import BINDING, _load_document
+
+    client = zeep.Client(_load_document())  # type: ignore[no-untyped-call]
+    return client.wsdl.bindings[BINDING]
+
+
+def _video_source_configuration() -> dict[str, Any]:
+    return {
+        "token": VIDEO_SOURCE_CONFIGURATION,
+        "Name": "VideoSource",
+        "UseCount": 2,
+        "SourceToken": "vs0",
+        "Bounds": {"x": 0, "y": 0, "width": 1280, "height": 720},
+    }
+
+
+def _mask_xml(m: DeviceMask) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "token": m.token,
+        "ConfigurationToken": m.configuration,
+        "Polygon": {"Point": [{"x": x, "y": y} for x, y in m.points]},
+        "Type": m.type,
+        "Enabled": m.enabled,
+    }
+    if m.color is not None:
+        out["Color"] = {"X": m.color[0], "Y": m.color[1], "Z": m.color[2], "Colorspace": YCBCR}
+    return out
 
 
 def _binding(wsdl_name: str, binding_name: str) -> Any:
@@ -357,3 +569,99 @@ def onvif_device(rtsp_auth_server: RtspServerProcess) -> Iterator[OnvifDevice]:
     device = OnvifDevice(device_profiles(rtsp_auth_server)).start()
     yield device
     device.stop()
+
+
+# -- a camera that masks, behind a device with Media2 masks ----------------------------------
+
+# vms's default mask colour in ONVIF YCbCr, for tests that configure masks on the device directly.
+TEST_MASK_COLOR = (100.0, 200.0, 200.0)
+
+
+@dataclass
+class MaskingRig:
+    """A masking test camera and the ONVIF device in front of it: masks created through Media2
+    are drawn by the camera."""
+
+    camera: MaskingCameraProcess
+    device: OnvifDevice
+    size: tuple[int, int]
+
+    def url(self) -> str:
+        return self.camera.url()
+
+    def set_masks(
+        self,
+        polygons: Sequence[Sequence[tuple[float, float]]],
+        color: tuple[float, float, float] = TEST_MASK_COLOR,
+    ) -> list[str]:
+        """Put masks on the device directly, as the camera's own web page would; returns tokens."""
+        with self.device._lock:
+            tokens = []
+            for points in polygons:
+                token = f"mask{self.device._next_mask}"
+                self.device._next_mask += 1
+                self.device.masks[token] = DeviceMask(
+                    token, VIDEO_SOURCE_CONFIGURATION, list(points), "Color", color, True
+                )
+                tokens.append(token)
+            self.device._masks_changed()
+        return tokens
+
+    def forget_masks(self, *, keep_reporting: bool = False) -> None:
+        """Firmware reset: the camera stops drawing masks and GetMasks answers none. With
+        `keep_reporting` the device still lists them (a camera that no longer draws what it
+        claims to)."""
+        if not keep_reporting:
+            self.device.factory_reset_masks()
+        self.camera.forget()
+
+
+def start_masking_rig(
+    clips: SampleClips,
+    *,
+    size: tuple[int, int] = (640, 360),
+    masks: MaskSupport | None = MaskSupport(),
+    media2: bool = True,
+    keyint: int = 25,
+    extra_profiles: Sequence[DeviceProfile] = (),
+) -> MaskingRig:
+    """Start a camera (looping the sample footage at `size`) and its device; caller stops both.
+    `extra_profiles` (e.g. a substream) are listed by the device after the masked "main"."""
+    source = {(640, 360): clips.real_360, (1280, 720): clips.real_720}.get(size)
+    if source is None:
+        raise ValueError(f"no sample clip at {size}")
+    camera = MaskingCameraProcess(source, size=size, keyint=keyint).start()
+    profile = DeviceProfile("main", "MainStream", size[0], size[1], 25, camera.url())
+    device = OnvifDevice(
+        [profile, *extra_profiles],
+        media2=media2,
+        masks=masks,
+        on_masks=lambda current: camera.set_masks([m.for_camera() for m in current]),
+    ).start()
+    return MaskingRig(camera, device, size)
+
+
+@pytest.fixture
+def masking_rig_factory(sample_clips: SampleClips) -> Iterator[Callable[..., MaskingRig]]:
+    """Start camera + device pairs (keyword arguments of `start_masking_rig`); all stopped after."""
+    require_rtsp_tools()
+    problem = camera_problem()
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)
+    started: list[MaskingRig] = []
+
+    def make(**kwargs: Any) -> MaskingRig:
+        rig = start_masking_rig(sample_clips, **kwargs)
+        started.append(rig)
+        return rig
+
+    yield make
+    for rig in started:
+        rig.device.stop()
+        rig.camera.stop()
+
+
+@pytest.fixture
+def masking_rig(masking_rig_factory: Callable[..., MaskingRig]) -> MaskingRig:
+    """A 640x360 masking camera behind a device with Media2 masks (4 masks, 16 points)."""
+    return masking_rig_factory()

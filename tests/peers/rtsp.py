@@ -52,11 +52,11 @@ def require_rtsp_tools() -> None:
 
 @pytest.fixture(scope="session")
 def sample_video() -> Path:
-    """A real clip from the shared sample media (`$VMS_SAMPLE_MEDIA` or ../shared/sample_media)."""
+    """A real clip from the shared sample media ($VMS_SAMPLE_MEDIA_DIR or ../shared)."""
     videos = sample_videos()
     if not videos:
         pytest.fail(
-            "no sample footage: set VMS_SAMPLE_MEDIA to a directory with video/*.mp4 "
+            "no sample footage: set VMS_SAMPLE_MEDIA_DIR to a directory with video/*.mp4 "
             "(default ../shared/sample_media next to the repository)",
             pytrace=False,
         )

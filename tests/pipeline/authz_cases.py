@@ -45,6 +45,13 @@ CASES = [
     RouteCase("GET", "/api/v1/cameras/{camera_id}/snapshot.jpg", 409, LIVE, _camera),
     RouteCase("POST", "/api/v1/cameras/{camera_id}/live-ticket", 200, LIVE, _camera),
     RouteCase("GET", "/api/v1/cameras/{camera_id}/mask-preview.png", 409, PREVIEW, _camera),
+    RouteCase(
+        "POST",
+        "/api/v1/cameras/{camera_id}/mask-preview",
+        409,
+        PREVIEW,
+        lambda ctx: _camera(ctx, json={"plan": {"default": "anonymise"}}),
+    ),
     RouteCase("GET", "/api/v1/recordings", 200, RECORDINGS, _recordings),
     RouteCase("GET", "/api/v1/recordings/{segment_id}/video", 200, RECORDINGS, _video),
     RouteCase(

@@ -11,31 +11,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from retention.models import Gap, Segment
-from tests.conftest import TEST_KEY
 from tests.factories import Factory
-from vms.core.config import PipelineSettings, Settings
-from vms.core.db import make_engine
-from vms.pipeline.supervisor import CameraStatusView, PipelineSupervisor
+from vms.core.config import Settings
+from vms.pipeline.slots import CameraStatusView
+from vms.pipeline.supervisor import PipelineSupervisor
 
 T = TypeVar("T")
-
-# Short enough for a quick suite, long enough for a loaded 2-core CI box.
-FAST_PIPELINE = PipelineSettings(
-    segment_seconds=1.0,
-    open_timeout_s=2.0,
-    read_timeout_s=2.0,
-    stall_seconds=4.0,
-    backoff_initial_s=0.2,
-    backoff_max_s=1.0,
-    restart_budget=5,
-    restart_window_s=60.0,
-    live_fps=10.0,
-)
 
 # The facade case on the 640x360 sample footage: everything anonymised except a strip along a
 # wall (here: the image's lower band, through a plausible ground calibration).
@@ -70,24 +55,6 @@ def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval:
             return last
         time.sleep(interval)
     pytest.fail(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
-
-
-@pytest.fixture
-def pipeline_settings(isolated_db_url: str, data_dir: Path) -> Settings:
-    return Settings(
-        profile="test",
-        data_dir=data_dir,
-        database_url=isolated_db_url,
-        secret_key=SecretStr(TEST_KEY),
-        pipeline=FAST_PIPELINE,
-    )
-
-
-@pytest.fixture
-def iso_engine(isolated_db_url: str) -> Iterator[Engine]:
-    engine = make_engine(isolated_db_url)
-    yield engine
-    engine.dispose()
 
 
 @contextmanager
@@ -137,6 +104,23 @@ def segments_of(engine: Engine, camera_id: int) -> list[Segment]:
         )
 
 
+def recording_settled(engine: Engine, camera_id: int, data_dir: Path) -> Callable[[], bool]:
+    """True once no segment is open and every finished file of the camera has its row.
+
+    The recorder renames a finished file a moment before its row commits (the crash window
+    recovery exists for), so "no .partial left" alone does not mean the index caught up.
+    """
+    folder = data_dir / "recordings" / str(camera_id)
+
+    def check() -> bool:
+        if list(folder.rglob("*.partial")):
+            return False
+        on_disk = {p.relative_to(data_dir).as_posix() for p in folder.rglob("*.mp4")}
+        return on_disk == {s.path for s in segments_of(engine, camera_id)}
+
+    return check
+
+
 def gaps_of(engine: Engine, camera_id: int) -> list[Gap]:
     with Session(engine) as session:
         return list(
@@ -180,6 +164,6 @@ class LiveServer:
 
 
 @pytest.fixture
-def live_server(pipeline_settings: Settings) -> Iterator[LiveServer]:
-    with LiveServer(pipeline_settings) as server:
+def live_server(iso_settings: Settings) -> Iterator[LiveServer]:
+    with LiveServer(iso_settings) as server:
         yield server

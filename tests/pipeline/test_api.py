@@ -131,8 +131,14 @@ def test_live_view_snapshot_preview_status_metrics_and_audit(
     with api.stream("GET", ticket["live_url"]) as live:
         assert live.status_code == 200
         assert decode(next(mjpeg_frames(live))).shape == (360, 640, 3)
-    assert api.get(ticket["snapshot_url"]).status_code == 200
-    other = api.get(f"/api/v1/cameras/{camera.id + 1000}/live.mjpeg?ticket={ticket['ticket']}")
+    # A ticket opens one view: replayed (from a log, a browser history) it is refused.
+    replay = api.get(ticket["snapshot_url"])
+    assert replay.status_code == 401
+    assert "used already" in replay.text
+    again = api.post(f"{base}/live-ticket", headers=operator.headers).json()
+    assert api.get(again["snapshot_url"]).status_code == 200
+    fresh = api.post(f"{base}/live-ticket", headers=operator.headers).json()
+    other = api.get(f"/api/v1/cameras/{camera.id + 1000}/live.mjpeg?ticket={fresh['ticket']}")
     assert other.status_code == 401
     assert api.get(f"{base}/live.mjpeg").status_code == 401
     wait_for(lambda: len(audit_entries(iso_engine, "live.end")) == 2, 10, "second live.end")
@@ -202,7 +208,7 @@ def test_live_only_camera_writes_nothing_and_policy_revocation_ends_the_view(
     live_server: LiveServer,
     api: httpx.Client,
     iso_engine: Engine,
-    pipeline_settings: Any,
+    iso_settings: Any,
 ) -> None:
     with committed(iso_engine) as f:
         org = f.org()
@@ -213,7 +219,7 @@ def test_live_only_camera_writes_nothing_and_policy_revocation_ends_the_view(
             mode="live",
         )
         operator = f.user(Role.operator, org)
-    data_dir: Path = pipeline_settings.data_dir
+    data_dir: Path = iso_settings.data_dir
     before = {p for p in data_dir.rglob("*") if p.is_file()}
     base = f"/api/v1/cameras/{camera.id}"
     wait_for(state_is(live_server.pipeline, camera.id, "streaming"), 20, "streaming")

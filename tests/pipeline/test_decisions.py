@@ -187,11 +187,14 @@ def test_clean_error_scrubs_and_bounds() -> None:
 # -- live-view tickets ----------------------------------------------------------------------------
 
 
-def test_ticket_names_user_and_camera_and_expires() -> None:
+def test_ticket_names_user_token_and_camera_and_expires() -> None:
     secret = b"k" * 32
-    ticket, expires = tickets.issue(secret, user_id=5, camera_id=9, now=T0)
+    ticket, expires = tickets.issue(secret, user_id=5, camera_id=9, token_id=77, now=T0)
     assert expires == T0 + tickets.TTL
-    assert tickets.verify(secret, ticket, camera_id=9, now=T0 + 59 * S) == 5
+    claims = tickets.verify(secret, ticket, camera_id=9, now=T0 + 59 * S)
+    assert (claims.user_id, claims.token_id, claims.camera_id) == (5, 77, 9)
+    other, _ = tickets.issue(secret, user_id=5, camera_id=9, token_id=77, now=T0)
+    assert tickets.verify(secret, other, camera_id=9, now=T0).nonce != claims.nonce
     with pytest.raises(Unauthorized, match="expired"):
         tickets.verify(secret, ticket, camera_id=9, now=T0 + 60 * S)
     with pytest.raises(Unauthorized, match="another camera"):
@@ -199,7 +202,7 @@ def test_ticket_names_user_and_camera_and_expires() -> None:
     with pytest.raises(Unauthorized, match="invalid"):
         tickets.verify(b"x" * 32, ticket, camera_id=9, now=T0)
     sig = ticket.split(".")[1]
-    forged = tickets._b64(b"6:9:99999999999") + "." + sig
+    forged = tickets._b64(b"6:9:77:99999999999:" + claims.nonce.encode()) + "." + sig
     with pytest.raises(Unauthorized, match="invalid"):
         tickets.verify(secret, forged, camera_id=9, now=T0)
     for junk in ("", "abc", "a.b.c", "!!!.???"):

@@ -1,41 +1,46 @@
-"""The demo set-up: idempotent registration of the demo cameras with the file-source fallback,
-and the policies they end up with (the facade and faces cameras record, the traffic camera is
-live-only)."""
+"""The demo set-up as `make run` uses it: demo cameras registered once however often the server
+starts, served by the real GStreamer RTSP server, with the policies they should have (the
+facade and faces cameras record, the traffic camera is live-only)."""
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from registry import service as registry_service
 from registry.models import Camera, SourceKind
+from tests.peers.rtsp import require_rtsp_tools
 from vms.core.config import Settings
 from vms.core.models import Organisation
 from vms.demo import CAMERAS, ORG_NAME, Demo
 
+pytestmark = pytest.mark.rtsp
 
-def test_demo_registers_its_cameras_once(pipeline_settings: Settings, iso_engine: Engine) -> None:
-    demo = Demo(pipeline_settings)
-    sources = demo._file_sources(pipeline_settings.resolved_sample_media / "video")
-    token, ids = demo._register(sources)
-    token_again, ids_again = demo._register(sources)
-    assert token.startswith("vms_")
-    assert token_again != token
-    assert ids == ids_again
-    assert list(ids) == [c.name for c in CAMERAS]
+
+def test_demo_registers_its_cameras_once(
+    iso_settings: Settings, iso_engine: Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    require_rtsp_tools()
+    first = Demo(iso_settings)
+    first.start()
+    try:
+        printed = capsys.readouterr().out
+    finally:
+        first.stop()
+    again = Demo(iso_settings)
+    again.start()
+    again.stop()
+    assert "export TOKEN=vms_" in printed
     with Session(iso_engine) as session:
-        assert (
-            session.scalar(
-                select(func.count()).select_from(Organisation).where(Organisation.name == ORG_NAME)
-            )
-            == 1
-        )
-        assert session.scalar(select(func.count()).select_from(Camera)) == 3
+        orgs = select(func.count()).select_from(Organisation).where(Organisation.name == ORG_NAME)
+        assert session.scalar(orgs) == 1
+        cameras = {c.name: c for c in session.scalars(select(Camera).order_by(Camera.id))}
         policies = {
-            name: registry_service.policy(session=session, camera_id=camera_id)
-            for name, camera_id in ids.items()
+            name: registry_service.policy(session=session, camera_id=c.id)
+            for name, c in cameras.items()
         }
-        cameras = {name: session.get(Camera, camera_id) for name, camera_id in ids.items()}
+    assert list(cameras) == [c.name for c in CAMERAS]
     assert {n: (p.may_view_live, p.may_record) for n, p in policies.items()} == {
         "Skolgården, fasad": (True, True),
         "Entré, ansikten": (True, True),
@@ -43,8 +48,7 @@ def test_demo_registers_its_cameras_once(pipeline_settings: Settings, iso_engine
     }
     for cam in CAMERAS:
         row = cameras[cam.name]
-        assert row is not None
-        assert row.source_kind is SourceKind.file
-        assert row.source_path is not None
-        assert row.source_path.endswith(cam.clip)
+        assert row.source_kind is SourceKind.rtsp
+        assert row.source_url is not None
+        assert row.source_url.endswith(cam.mount)
         assert row.mask_plan_hash is not None

@@ -14,18 +14,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from retention import service as retention_service
 from sample_streams import RtspServerProcess
-from tests.conftest import TEST_KEY
-from tests.peers.onvif_device import ONVIF_PASSWORD, ONVIF_USER, OnvifDevice
+from tests.conftest import FAST_PIPELINE, make_settings
+from tests.peers.onvif_device import ONVIF_PASSWORD, ONVIF_USER, DeviceProfile, OnvifDevice
 from tests.peers.rtsp import RTSP_PASSWORD, StallServer, unused_port
 from tests.pipeline.conftest import (
     FACADE_PLAN,
-    FAST_PIPELINE,
     committed,
     gaps_of,
     running,
@@ -61,14 +59,14 @@ def check_agrees(engine: Engine, data_dir: Path) -> None:
 
 def test_server_killed_mid_stream_then_back_on_the_same_port(
     rtsp_server_factory: Callable[..., RtspServerProcess],
-    pipeline_settings: Settings,
+    iso_settings: Settings,
     iso_engine: Engine,
 ) -> None:
     server = rtsp_server_factory()
     port = server.port
     with committed(iso_engine) as f:
         camera = f.camera(source=rtsp(server.url("/real360")), mask_plan=FACADE_PLAN)
-    with running(pipeline_settings) as sup:
+    with running(iso_settings) as sup:
         wait_for(state_is(sup, camera.id, "streaming"), 15, "streaming")
         wait_for(lambda: segments_of(iso_engine, camera.id), 10, "a first segment")
         server.kill()
@@ -104,20 +102,20 @@ def test_server_killed_mid_stream_then_back_on_the_same_port(
     assert abs((gap.start - last_before).total_seconds()) < 0.2
     assert gap.end == first_after
     assert (gap.end - gap.start).total_seconds() >= 1.5
-    check_agrees(iso_engine, pipeline_settings.data_dir)
+    check_agrees(iso_engine, iso_settings.data_dir)
 
 
 def test_silent_and_frozen_servers_are_stalled_then_reconnected(
     rtsp_server_factory: Callable[..., RtspServerProcess],
     stall_server: StallServer,
-    pipeline_settings: Settings,
+    iso_settings: Settings,
     iso_engine: Engine,
 ) -> None:
     frozen = rtsp_server_factory()
     with committed(iso_engine) as f:
         silent_cam = f.camera(source=rtsp(stall_server.url()), mode="live")
         frozen_cam = f.camera(source=rtsp(frozen.url("/real360")), mode="live")
-    with running(pipeline_settings) as sup:
+    with running(iso_settings) as sup:
         view = wait_for(state_is(sup, silent_cam.id, "stalled"), 10, "silent server stalled")
         assert "timed out" in (view.last_error or "")
         wait_for(lambda: sup.status(silent_cam.id).reconnects >= 2, 10, "reconnect attempts")
@@ -141,14 +139,20 @@ def test_bad_sources_give_clear_errors_without_credentials(
     rtsp_server: RtspServerProcess,
     rtsp_auth_server: RtspServerProcess,
     onvif_device: OnvifDevice,
-    pipeline_settings: Settings,
+    iso_settings: Settings,
     iso_engine: Engine,
     capfd: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
+    request: pytest.FixtureRequest,
 ) -> None:
     caplog.set_level(logging.INFO)  # workers log at the supervisor's level
     wrong = "Wr0ng-Pa55word"
     onvif = {"kind": "onvif", "host": onvif_device.host, "port": onvif_device.port}
+    # A device that hands out a local file as its stream: never opened.
+    hostile = OnvifDevice(
+        [DeviceProfile("p0", "Files", 640, 360, 25, "file:///etc/passwd")]
+    ).start()
+    request.addfinalizer(hostile.stop)
     with committed(iso_engine) as f:
         cams = {
             "no such stream": f.camera(source=rtsp(rtsp_server.url("/does-not-exist"))),
@@ -159,11 +163,23 @@ def test_bad_sources_give_clear_errors_without_credentials(
             "rejected the credentials": f.camera(
                 source={**onvif, "username": ONVIF_USER, "password": wrong}
             ),
+            # TEST-NET-1: outside the camera networks, so not even connected to.
+            "is not in the camera networks": f.camera(source=rtsp("rtsp://192.0.2.10:554/x")),
+            "stream URI that is not rtsp:// or rtsps://: refused": f.camera(
+                source={
+                    "kind": "onvif",
+                    "host": hostile.host,
+                    "port": hostile.port,
+                    "username": ONVIF_USER,
+                    "password": ONVIF_PASSWORD,
+                    "profile_token": "p0",
+                }
+            ),
         }
         good_onvif = f.camera(
             source={**onvif, "username": ONVIF_USER, "password": ONVIF_PASSWORD}, mode="live"
         )
-    with running(pipeline_settings) as sup:
+    with running(iso_settings) as sup:
         for expected, camera in cams.items():
             view = wait_for(
                 status_where(sup, camera.id, lambda v: bool(v.last_error)),
@@ -190,12 +206,12 @@ def test_bad_sources_give_clear_errors_without_credentials(
 
 
 def test_worker_killed_mid_segment_is_restarted_and_files_match_the_index(
-    rtsp_server: RtspServerProcess, pipeline_settings: Settings, iso_engine: Engine
+    rtsp_server: RtspServerProcess, iso_settings: Settings, iso_engine: Engine
 ) -> None:
     with committed(iso_engine) as f:
         camera = f.camera(source=rtsp(rtsp_server.url("/real360")), mask_plan=FACADE_PLAN)
-    data_dir = pipeline_settings.data_dir
-    with running(pipeline_settings) as sup:
+    data_dir = iso_settings.data_dir
+    with running(iso_settings) as sup:
         wait_for(lambda: segments_of(iso_engine, camera.id), 15, "a first segment")
         wait_for(lambda: list(data_dir.rglob("*.partial")), 5, "a segment being written")
         pid = sup.worker_pid(camera.id)
@@ -240,16 +256,16 @@ def test_disk_full_stops_recording_and_keeps_indexed_footage(
     small_data_dir: Path,
     iso_engine: Engine,
 ) -> None:
-    settings = Settings(
-        profile="test",
-        data_dir=small_data_dir,
-        database_url=isolated_db_url,
-        secret_key=SecretStr(TEST_KEY),
-        pipeline=FAST_PIPELINE,
-    )
+    settings = make_settings(small_data_dir, isolated_db_url, pipeline=FAST_PIPELINE)
     with committed(iso_engine) as f:
         # No masking: full-detail footage fills the small disk within seconds.
-        camera = f.camera(source=rtsp(rtsp_server.url("/real360")), mask_plan={"version": 1})
+        org = f.org()
+        camera = f.camera(
+            org,
+            basis=f.basis(org, masking_required=False),
+            source=rtsp(rtsp_server.url("/real360")),
+            mask_plan={"version": 1},
+        )
     with running(settings) as sup:
         view = wait_for(
             status_where(sup, camera.id, lambda v: v.recording is RecordingState.disk_full),

@@ -21,11 +21,13 @@ from tests.pipeline.disk import tiny_tmpfs
 from vms.pipeline.live import PREVIEW_RAW, LiveChannel
 from vms.pipeline.recorder import (
     DiskFull,
-    RecorderError,
     SegmentInfo,
     SegmentRecorder,
-    recover,
+    SegmentRefused,
+    pending_index_path,
+    read_pending,
 )
+from vms.pipeline.recovery import recover
 
 pytestmark = pytest.mark.nodb
 
@@ -128,14 +130,43 @@ def test_resolution_change_starts_a_new_segment(data_dir: Path) -> None:
     assert [(d.width, d.height, d.frames) for d in done] == [(160, 96, 5), (128, 72, 5)]
 
 
-def test_index_failure_leaves_no_orphan(data_dir: Path) -> None:
+def test_a_segment_the_index_refuses_is_kept_and_indexed_later(data_dir: Path) -> None:
+    """The database busy or down must never cost footage: the finished file stays, is listed
+    as pending (fsynced), waits in order, and is indexed once the index answers again, by this
+    recorder or, after it stopped, by the next worker's recovery."""
     index = MemoryIndex()
     rec = recorder(data_dir, index)
-    feed(rec, 10)
-    index.fail = RuntimeError("database down")
-    with pytest.raises(RecorderError, match="indexing"):
-        rec.finish()
-    assert not [p for p in data_dir.rglob("*") if p.is_file()]
+    feed(rec, 30)
+    rec.drain()
+    index.fail = RuntimeError("database is locked")
+    feed(rec, 50, start=30)  # two more segments finish while the index is down
+    rec.drain()
+    files = sorted(p.relative_to(data_dir).as_posix() for p in data_dir.rglob("*.mp4"))
+    assert len(files) == 3
+    assert len(index.rows) == 1
+    assert rec.index_pending == 2
+    assert rec.index_error == "RuntimeError"
+    pending = read_pending(data_dir, 7)
+    assert [p.path for p in pending] == files[1:]
+    index.fail = None
+    rec.retry_index()
+    rec.drain()
+    assert rec.index_pending == 0
+    assert sorted(index.rows) == files
+    assert not pending_index_path(data_dir, 7).exists()
+    # Down again when the recorder stops: the list outlives it, the next worker indexes it.
+    index.fail = RuntimeError("database is locked")
+    feed(rec, 10, start=80)
+    rec.close()
+    left = read_pending(data_dir, 7)
+    assert left
+    index.fail = None
+    result = recover(data_dir=data_dir, camera_id=7, index=index)
+    assert result.indexed == left
+    assert sorted(index.rows) == sorted(
+        p.relative_to(data_dir).as_posix() for p in data_dir.rglob("*.mp4")
+    )
+    assert not pending_index_path(data_dir, 7).exists()
 
 
 def test_recovery_discards_partials_and_indexes_a_file_that_missed_its_row(
@@ -259,3 +290,21 @@ def test_live_channel_across_processes() -> None:
     finally:
         channel.close()
     assert not Path("/dev/shm", channel.name.lstrip("/")).exists()
+
+
+def test_a_segment_the_index_refuses_for_good_is_removed_not_kept(data_dir: Path) -> None:
+    """`SegmentRefused` (the cluster's lease taken over) is not a database outage: the file is
+    removed and never listed as pending, so no later worker indexes footage of a time the
+    camera's new holder records."""
+    index = MemoryIndex()
+    rec = recorder(data_dir, index)
+    feed(rec, 30)
+    rec.drain()
+    index.fail = SegmentRefused("lease taken over")
+    feed(rec, 30, start=30)
+    rec.drain()
+    files = sorted(p.relative_to(data_dir).as_posix() for p in data_dir.rglob("*.mp4"))
+    assert files == sorted(index.rows)
+    assert len(files) == 1
+    assert rec.index_pending == 0
+    assert not pending_index_path(data_dir, 7).exists()

@@ -20,11 +20,12 @@ from registry.models import Camera, CameraMode
 from retention import service as retention_service
 from retention.models import Segment
 from sample_streams import RtspServerProcess
+from tests.conftest import FAST_PIPELINE
 from tests.pipeline.conftest import (
     FACADE_PLAN,
-    FAST_PIPELINE,
     committed,
     gaps_of,
+    recording_settled,
     running,
     segments_of,
     state_is,
@@ -51,11 +52,11 @@ def ids(rows: list[Segment]) -> list[int]:
 
 
 def test_records_masked_segments_that_match_the_index(
-    rtsp_server: RtspServerProcess, pipeline_settings: Settings, iso_engine: Engine
+    rtsp_server: RtspServerProcess, iso_settings: Settings, iso_engine: Engine
 ) -> None:
     with committed(iso_engine) as f:
         camera = f.camera(source=rtsp(rtsp_server.url("/real360")), mask_plan=FILLED_FACADE)
-    with running(pipeline_settings) as sup:
+    with running(iso_settings) as sup:
         wait_for(state_is(sup, camera.id, "streaming"), 15, "streaming")
         segs = wait_for(
             lambda: s if len(s := segments_of(iso_engine, camera.id)) >= 2 else None,
@@ -68,7 +69,7 @@ def test_records_masked_segments_that_match_the_index(
     assert view.input_fps > 10
     assert view.output_fps > 10
     assert view.recording is RecordingState.recording
-    data_dir = pipeline_settings.data_dir
+    data_dir = iso_settings.data_dir
     for seg in segs:
         path = data_dir / seg.path
         assert hashlib.sha256(path.read_bytes()).hexdigest() == seg.sha256
@@ -92,13 +93,44 @@ def test_records_masked_segments_that_match_the_index(
     assert report.ok, report
 
 
+def test_the_recording_profile_records_fewer_smaller_frames(
+    rtsp_server: RtspServerProcess, iso_settings: Settings, iso_engine: Engine
+) -> None:
+    """A camera may record a fraction of its stream's frames at a smaller size (e.g. a 1080p
+    main stream kept at 10 fps): masked at full size first, then left out or scaled down."""
+    with committed(iso_engine) as f:
+        camera = f.camera(
+            source=rtsp(rtsp_server.url("/real360")),
+            mask_plan=FILLED_FACADE,
+            record_fps=5,
+            record_height=180,
+        )
+    with running(iso_settings) as sup:
+        segs = wait_for(
+            lambda: s if len(s := segments_of(iso_engine, camera.id)) >= 3 else None,
+            20,
+            "three segments",
+        )
+        view = sup.status(camera.id)
+    assert view.input_fps > 20  # the stream still arrives at 25 fps
+    full = [s for s in segs[1:-1] if (s.end - s.start).total_seconds() > 0.9]
+    assert full
+    for seg in full:
+        assert (seg.width, seg.height) == (320, 180)
+        rate = seg.frames / (seg.end - seg.start).total_seconds()
+        assert 4.0 <= rate <= 6.0, (seg.frames, seg.start, seg.end)
+        with av.open(str(iso_settings.data_dir / seg.path)) as c:
+            frame = next(c.decode(video=0))
+            assert (frame.width, frame.height) == (320, 180)
+
+
 def test_basis_revoked_stops_recording_within_one_segment(
-    rtsp_server: RtspServerProcess, pipeline_settings: Settings, iso_engine: Engine
+    rtsp_server: RtspServerProcess, iso_settings: Settings, iso_engine: Engine
 ) -> None:
     with committed(iso_engine) as f:
         camera = f.camera(source=rtsp(rtsp_server.url("/real360")), mask_plan=FACADE_PLAN)
-    data_dir = pipeline_settings.data_dir
-    with running(pipeline_settings) as sup:
+    data_dir = iso_settings.data_dir
+    with running(iso_settings) as sup:
         wait_for(lambda: len(segments_of(iso_engine, camera.id)) >= 2, 15, "two segments")
         with Session(iso_engine) as session:
             basis = session.get(LegalBasis, camera.legal_basis_id)
@@ -108,7 +140,8 @@ def test_basis_revoked_stops_recording_within_one_segment(
         revoked = utcnow()
         view = wait_for(state_is(sup, camera.id, "blocked"), 5, "blocked")
         # The worker finalises the segment it had open, then exits.
-        wait_for(lambda: not list(data_dir.rglob("*.partial")), 5, "the open segment closed")
+        settled = recording_settled(iso_engine, camera.id, data_dir)
+        wait_for(settled, 10, "the open segment closed and indexed")
         segs = segments_of(iso_engine, camera.id)
         files = sorted(p for p in data_dir.rglob("*") if p.is_file())
         time.sleep(2.5)
@@ -126,13 +159,49 @@ def test_basis_revoked_stops_recording_within_one_segment(
     assert abs((policy_gaps[0].start - max(s.end for s in segs)).total_seconds()) < 0.2
 
 
+def test_a_plan_that_masks_nothing_blocks_a_camera_that_must_mask(
+    rtsp_server: RtspServerProcess, iso_settings: Settings, iso_engine: Engine
+) -> None:
+    """A keep-everything plan written past the API (the basis required masking only later, or
+    an old row) never streams or records: the running worker is stopped within a poll."""
+    with committed(iso_engine) as f:
+        camera = f.camera(source=rtsp(rtsp_server.url("/real360")), mask_plan=FACADE_PLAN)
+        never = f.camera(source=rtsp(rtsp_server.url("/real360")), mask_plan={"default": "keep"})
+    with running(iso_settings) as sup:
+        wait_for(lambda: len(segments_of(iso_engine, camera.id)) >= 1, 15, "a segment")
+        with Session(iso_engine) as session:
+            row = session.get(Camera, camera.id)
+            assert row is not None
+            row.mask_plan = {"version": 1, "default": "keep"}
+            row.mask_plan_hash = plan_hash(row.mask_plan)
+            session.commit()
+        changed = utcnow()
+        view = wait_for(state_is(sup, camera.id, "blocked"), 5, "blocked")
+        # The worker finalises the segment it had open (masked by the old plan), then exits.
+        settled = recording_settled(iso_engine, camera.id, iso_settings.data_dir)
+        wait_for(settled, 10, "the open segment closed and indexed")
+        segs = segments_of(iso_engine, camera.id)
+        time.sleep(2.0)
+        assert ids(segments_of(iso_engine, camera.id)) == ids(segs)
+        assert sup.latest_frame(camera.id) is None
+        blocked = sup.status(never.id)
+    assert not view.may_view_live
+    assert not view.may_record
+    assert any("anonymises nothing" in r for r in view.reasons)
+    assert all(s.mask_plan_hash == plan_hash(FACADE_PLAN) for s in segs)
+    assert max(s.start for s in segs) < changed + PUSH_DELAY
+    assert blocked.state.value == "blocked"
+    assert blocked.pid is None
+    assert segments_of(iso_engine, never.id) == []
+
+
 def test_switch_to_live_only_stops_the_write_path(
-    rtsp_server: RtspServerProcess, pipeline_settings: Settings, iso_engine: Engine
+    rtsp_server: RtspServerProcess, iso_settings: Settings, iso_engine: Engine
 ) -> None:
     with committed(iso_engine) as f:
         camera = f.camera(source=rtsp(rtsp_server.url("/real360")), mask_plan=FACADE_PLAN)
-    data_dir = pipeline_settings.data_dir
-    with running(pipeline_settings) as sup:
+    data_dir = iso_settings.data_dir
+    with running(iso_settings) as sup:
         wait_for(lambda: len(segments_of(iso_engine, camera.id)) >= 1, 15, "a segment")
         old_pid = sup.worker_pid(camera.id)
         with Session(iso_engine) as session:

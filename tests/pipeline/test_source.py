@@ -48,7 +48,7 @@ def first_frame_after(url: str) -> tuple[float, int, int]:
     [
         ("rtsp://admin:hunter2@10.0.0.5:554/s1", "rtsp://***@10.0.0.5:554/s1"),
         ("failed: 'rtsp://u:p@ss@cam/x' returned", "failed: 'rtsp://***@cam/x' returned"),
-        ("http://cam/snap.jpg?user=a&password=hunter2&x=1", "http://cam/snap.jpg?user=a&password=***&x=1"),
+        ("http://cam/snap.jpg?user=a&password=hunter2&x=1", "http://cam/snap.jpg?user=***&password=***&x=1"),
         ("rtsp://10.0.0.5/stream", "rtsp://10.0.0.5/stream"),
         ("two rtsp://a:b@h1/ and http://c:d@h2/", "two rtsp://***@h1/ and http://***@h2/"),
     ],

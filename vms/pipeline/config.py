@@ -16,6 +16,7 @@ from vms.core.crypto import scrub
 
 SourceKind = Literal["rtsp", "onvif", "file"]
 Mode = Literal["live", "recording", "live_and_recording"]
+RecordingPath = Literal["transcode", "passthrough"]
 
 # A plan that anonymises every pixel: what a camera gets when masking is required but it has no
 # plan (yet). Failing closed here means a newly registered camera shows nothing identifiable.
@@ -46,9 +47,15 @@ class SourceSpec:
     username: str | None = field(default=None, repr=False)
     password: str | None = field(default=None, repr=False)
     profile_token: str | None = None
+    # ONVIF: the profile live view reads while someone watches (a substream); None: the main one.
+    live_profile_token: str | None = None
     # File sources play like a camera: paced to their frame rate, looping (demo cameras).
     realtime: bool = True
     loop: bool = True
+    # The networks the source host must resolve into (CIDRs; empty: no fence, tests only) and
+    # the extra hosts an ONVIF device may hand out stream URIs on.
+    networks: tuple[str, ...] = ()
+    stream_hosts: tuple[str, ...] = ()
 
     def describe(self) -> str:
         """A credential-free description for logs and status."""
@@ -79,11 +86,32 @@ class WorkerConfig:
     models_dir: str | None = None
     encoder_preset: str = "ultrafast"
     encoder_crf: int = 23
+    # One encoder and one decoder thread per camera: cameras, not threads, fill the cores, and
+    # per-camera CPU stays measurable.
+    encoder_threads: int = 1
+    decoder_threads: int = 1
+    # The recording profile: record every frame at the source's size unless set (e.g. a 1080p
+    # main stream recorded at 10 fps, or scaled down to 720 lines).
+    record_fps: float | None = None
+    record_height: int | None = None
     # After a disk-full error, how long before the recorder tries again.
     disk_full_retry_s: float = 30.0
     status_interval_s: float = 1.0
-    # Decoded frames waiting for the mask/encode thread; more are dropped (and counted).
-    frame_queue: int = 2
+    # Decoded frames waiting for the mask/encode thread; more are dropped (and counted). Every
+    # camera of a shared source gets its frames at the same instant, so work arrives in bursts:
+    # a short queue drops frames a moment later would have caught up with.
+    frame_queue: int = 8
+    # Passthrough: the camera draws the plan's masks and its stream is recorded as it comes,
+    # keyframes checked at least every `passthrough_verify_s` (see vms.pipeline.passthrough).
+    recording_path: RecordingPath = "transcode"
+    passthrough_verify_s: float = 2.0
+    passthrough_settle_s: float = 10.0
+    # Frames the main thread takes at once while nobody watches live (see vms.pipeline.frames):
+    # back-to-back masking and encoding costs less CPU than frame by frame after idle gaps.
+    frame_batch: int = 1
+    # Issue 14: the RTSP relay's ingest socket (None: no relay) and its keyframe interval.
+    relay_socket: str | None = None
+    relay_gop_frames: int = 25
 
     @property
     def records(self) -> bool:

@@ -21,6 +21,10 @@ DISK_FULL = "disk_full"
 RECORDING_ERROR = "recording_error"
 WORKER_CRASHED = "worker_crashed"
 PIPELINE_STOPPED = "pipeline_stopped"
+# Passthrough: no keyframe has passed the mask check yet, or a check failed (the camera is
+# restarting on the transcode path; what no check covered is quarantined, not playable).
+PASSTHROUGH_VERIFYING = "passthrough_verifying"
+PASSTHROUGH_FAILED = "passthrough_failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,11 +60,16 @@ def not_recording_reason(
     worker_alive: bool,
     crashed: bool,
     last_error: str | None,
+    passthrough_failed: str | None = None,
 ) -> tuple[str | None, str | None]:
     """Why a camera that should record does not, as (reason, detail); (None, None) when there
     is nothing new to say (e.g. a worker still starting)."""
     if policy is not None and not policy.may_record:
         return POLICY, "; ".join(policy.reasons) or None
+    if passthrough_failed is not None:
+        return PASSTHROUGH_FAILED, passthrough_failed
+    if recording is RecordingState.verifying:
+        return PASSTHROUGH_VERIFYING, last_error
     if crashed or (not worker_alive and state is not CameraState.stopped):
         return WORKER_CRASHED, last_error
     if recording is RecordingState.disk_full:

@@ -5,37 +5,44 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable, Iterable
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from retention import service as retention_service
 from vms.core import audit
-from vms.core.auth import Principal
 from vms.core.db import session_scope
-from vms.core.models import Role
-from vms.core.pagination import PageParams
-from vms.pipeline.recorder import Recovery, SegmentInfo
+from vms.pipeline.gaps import GapAction, OpenGap
+from vms.pipeline.recorder import SegmentInfo
+from vms.pipeline.recovery import Recovery
 
 logger = logging.getLogger(__name__)
 
-
-def pipeline_principal(organisation_id: int) -> Principal:
-    """Who the pipeline reads the index as: an operator of the camera's own organisation.
-
-    Used only for reads scoped to one camera; every write is attributed to the system (no actor).
-    """
-    return Principal(
-        user_id=0, email="pipeline@vms.local", organisation_id=organisation_id, role=Role.operator
-    )
+# Run inside a write's transaction; raises to refuse it (the cluster's lease fencing token).
+Fence = Callable[[Session], None]
 
 
 class DbSegmentIndex:
-    def __init__(self, factory: sessionmaker[Session], organisation_id: int) -> None:
+    def __init__(
+        self, factory: sessionmaker[Session], organisation_id: int, fence: Fence | None = None
+    ) -> None:
         self._factory = factory
         self._organisation_id = organisation_id
+        self._fence = fence
+
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        """The worker's sessions (its passthrough record is written through them too)."""
+        return self._factory
+
+    @property
+    def organisation_id(self) -> int:
+        return self._organisation_id
 
     def add(self, info: SegmentInfo) -> None:
         with session_scope(self._factory) as session:
+            if self._fence is not None:
+                self._fence(session)
             retention_service.add_segment(
                 session=session,
                 camera_id=info.camera_id,
@@ -49,25 +56,15 @@ class DbSegmentIndex:
                 width=info.width,
                 height=info.height,
                 frames=info.frames,
+                state=info.state,
+                masked_by=info.masked_by,
             )
 
     def indexed_paths(self, camera_id: int, start: dt.datetime, end: dt.datetime) -> set[str]:
-        paths: set[str] = set()
-        offset = 0
         with session_scope(self._factory) as session:
-            while True:
-                segments, _gaps = retention_service.list_recordings(
-                    session=session,
-                    principal=pipeline_principal(self._organisation_id),
-                    camera_id=camera_id,
-                    start=start,
-                    end=end,
-                    page=PageParams(limit=500, offset=offset),
-                )
-                paths.update(s.path for s in segments)
-                if len(segments) < 500:
-                    return paths
-                offset += 500
+            return retention_service.segment_paths(
+                session=session, camera_id=camera_id, start=start, end=end
+            )
 
     def record_recovery(self, camera_id: int, recovery: Recovery) -> None:
         """Leave an audit trail of what crash recovery discarded or indexed."""
@@ -90,3 +87,40 @@ class DbSegmentIndex:
                     ],
                 },
             )
+
+
+def write_gaps(
+    sessions: sessionmaker[Session],
+    camera_id: int,
+    actions: Iterable[GapAction],
+    fence: Fence | None = None,
+) -> bool:
+    """Write what the gap tracker decided; False (and logged) if the index is unreachable (or
+    the fence refuses), so the tracker tries again next tick."""
+    try:
+        with session_scope(sessions) as session:
+            if fence is not None:
+                fence(session)
+            for action in actions:
+                if isinstance(action, OpenGap):
+                    retention_service.open_gap(
+                        session=session,
+                        camera_id=camera_id,
+                        start=action.start,
+                        reason=action.reason,
+                        detail=action.detail,
+                    )
+                    logger.info(
+                        "camera %s: recording gap from %s (%s)",
+                        camera_id,
+                        action.start.isoformat(),
+                        action.reason,
+                    )
+                else:
+                    retention_service.close_gap(
+                        session=session, camera_id=camera_id, end=action.end
+                    )
+    except Exception:
+        logger.exception("camera %s: cannot write recording gap", camera_id)
+        return False
+    return True

@@ -113,11 +113,14 @@ class LiveChannel:
 
     @classmethod
     def create(
-        cls, live_capacity: int = LIVE_CAPACITY, preview_capacity: int = PREVIEW_CAPACITY
+        cls,
+        live_capacity: int = LIVE_CAPACITY,
+        preview_capacity: int = PREVIEW_CAPACITY,
+        name: str | None = None,
     ) -> LiveChannel:
         size = _HEADER_SIZE + 2 * _SLOT_SIZE + live_capacity + preview_capacity
         # Pages are only backed by RAM once written: the capacities cost nothing until used.
-        shm = SharedMemory(create=True, size=size)
+        shm = SharedMemory(create=True, size=size, name=name)
         buf = shm.buf
         assert buf is not None
         buf[: _HEADER_SIZE + _SLOT_SIZE] = bytes(_HEADER_SIZE + _SLOT_SIZE)
@@ -141,18 +144,25 @@ class LiveChannel:
     def viewers(self) -> int:
         return int(struct.unpack_from("<I", self._buf, 4)[0])
 
+    def add_viewer(self) -> None:
+        """Count one more viewer: the worker encodes JPEGs while any are counted."""
+        self._add_viewers(1)
+
+    def remove_viewer(self) -> None:
+        self._add_viewers(-1)
+
     def _add_viewers(self, n: int) -> None:
         with self._lock:
             struct.pack_into("<I", self._buf, 4, max(0, self.viewers + n))
 
     @contextlib.contextmanager
     def viewer(self) -> Iterator[None]:
-        """Count one viewer for the duration: the worker encodes JPEGs while any are counted."""
-        self._add_viewers(1)
+        """Count one viewer for the duration of the block."""
+        self.add_viewer()
         try:
             yield
         finally:
-            self._add_viewers(-1)
+            self.remove_viewer()
 
     def latest(self, after_seq: int = 0) -> LiveImage | None:
         return self._live.read(after_seq)

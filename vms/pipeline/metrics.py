@@ -9,15 +9,16 @@ from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from vms.pipeline.backend import PipelineBackend
+from vms.pipeline.slots import CameraStatusView
 from vms.pipeline.status import CameraState
-from vms.pipeline.supervisor import CameraStatusView, PipelineSupervisor
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _LABELS = ["camera_id", "organisation_id"]
 
 
 class PipelineCollector(Collector):
-    def __init__(self, supervisor: PipelineSupervisor | None) -> None:
+    def __init__(self, supervisor: PipelineBackend | None) -> None:
         self.supervisor = supervisor
 
     def collect(self) -> Iterator[Metric]:
@@ -56,6 +57,21 @@ class PipelineCollector(Collector):
                 "When the last frame was decoded (Unix time).",
                 labels=_LABELS,
             ),
+            "passthrough": GaugeMetricFamily(
+                "vms_camera_passthrough",
+                "1 while the camera records its own stream, masks checked (passthrough).",
+                labels=_LABELS,
+            ),
+            "passthrough_verified": GaugeMetricFamily(
+                "vms_camera_passthrough_verified_timestamp_seconds",
+                "When a keyframe last passed the in-camera mask check (Unix time).",
+                labels=_LABELS,
+            ),
+            "passthrough_failed": GaugeMetricFamily(
+                "vms_camera_passthrough_failed",
+                "1 when passthrough stopped: a failed check or a camera that cannot mask.",
+                labels=_LABELS,
+            ),
         }
         counters = {
             "frames_in": CounterMetricFamily(
@@ -85,9 +101,26 @@ class PipelineCollector(Collector):
                 "Frames fully anonymised because masking failed.",
                 labels=_LABELS,
             ),
+            "passthrough_checks": CounterMetricFamily(
+                "vms_camera_passthrough_checks",
+                "Frames whose in-camera masks passed the check.",
+                labels=_LABELS,
+            ),
+            "quarantined_segments": CounterMetricFamily(
+                "vms_camera_quarantined_segments",
+                "Passthrough segments no passing check covers (not playable until re-masked).",
+                labels=_LABELS,
+            ),
         }
+        node = GaugeMetricFamily(
+            "vms_camera_node_info",
+            "1 on the cluster node that runs the camera (Ray backend).",
+            labels=[*_LABELS, "node"],
+        )
         for view in views:
             labels = [str(view.camera_id), str(view.organisation_id or "")]
+            if view.node is not None:
+                node.add_metric([*labels, view.node], 1.0)
             for s in CameraState:
                 state.add_metric([*labels, s.value], 1.0 if view.state is s else 0.0)
             for key, family in gauges.items():
@@ -97,6 +130,7 @@ class PipelineCollector(Collector):
             for key, counter in counters.items():
                 counter.add_metric(labels, float(getattr(view, key)))
         yield state
+        yield node
         yield from gauges.values()
         yield from counters.values()
 
@@ -106,11 +140,18 @@ def _gauge(view: CameraStatusView, key: str) -> float | None:
         return 1.0 if view.recording.value == "recording" else 0.0
     if key == "last_frame":
         return view.last_frame_at.timestamp() if view.last_frame_at else None
+    if key == "passthrough":
+        return 1.0 if view.recording_path == "passthrough" else 0.0
+    if key == "passthrough_verified":
+        at = view.passthrough_verified_at
+        return at.timestamp() if at else None
+    if key == "passthrough_failed":
+        return 1.0 if view.passthrough_failed else 0.0
     value = getattr(view, key)
     return None if value is None else float(value)
 
 
-def render(supervisor: PipelineSupervisor | None) -> bytes:
+def render(supervisor: PipelineBackend | None) -> bytes:
     """Everything the process exports: the default registry (retention, ...) plus cameras."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(PipelineCollector(supervisor))

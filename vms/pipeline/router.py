@@ -1,6 +1,11 @@
 """Routes: camera status, live view (MJPEG, snapshot), mask preview, recordings, ONVIF probe,
 and the Prometheus `/metrics`. The API process never decodes video: frames come from the
-camera workers through shared memory (see vms.pipeline.live)."""
+camera workers through shared memory (see vms.pipeline.live).
+
+Over 500 lines on purpose: it is the pipeline's one router, mounted once in `vms.api` (the
+order of `ROUTERS` matters); the routes stay thin (they parse and call `vms.pipeline.service`
+and `preview`), and the MJPEG loop with its re-checks and audit is the one long piece.
+"""
 
 from __future__ import annotations
 
@@ -20,35 +25,36 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AwareDatetime
 from sqlalchemy.orm import Session, sessionmaker
 
-from registry.models import Camera
+from vms.core import browser
 from vms.core.auth import Principal, authenticate_token
-from vms.core.deps import SecretBoxDep, SessionDep, SettingsDep, require_roles
+from vms.core.db import end_transaction
+from vms.core.deps import PrincipalDep, SecretBoxDep, SessionDep, SettingsDep
 from vms.core.errors import Unauthorized
-from vms.core.models import Role
-from vms.core.pagination import PageParams, page_params
-from vms.pipeline import metrics, service
+from vms.core.pagination import PageDep
+from vms.pipeline import metrics, preview, service
+from vms.pipeline.backend import PipelineBackend
 from vms.pipeline.live import PREVIEW_MASKED, PREVIEW_RAW, LiveImage
 from vms.pipeline.schemas import (
     CameraStatusRead,
-    GapRead,
     LiveTicketRead,
+    MaskPreviewRequest,
     OnvifDeviceRead,
     OnvifProbeRead,
     OnvifProbeRequest,
     OnvifProfileRead,
+    PassthroughStatusRead,
     RecordingsRead,
     Resolution,
-    SegmentRead,
 )
+from vms.pipeline.slots import CameraStatusView
 from vms.pipeline.status import CameraState
-from vms.pipeline.supervisor import CameraStatusView, PipelineSupervisor
+from vms.pipeline.viewing import segment_response
 
 logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/v1")
 metrics_router = APIRouter()
 
-LiveDep = Annotated[Principal, require_roles(*service.LIVE_ROLES)]
 _bearer = HTTPBearer(auto_error=False, description="token from POST /api/v1/auth/token")
 
 
@@ -70,20 +76,17 @@ def _viewer(
             secret=request.app.state.settings.secret_key_bytes(),
             ticket=ticket,
             camera_id=camera_id,
+            used=request.app.state.used_tickets,
         )
+    elif (token := browser.session_token(request)) is not None:
+        # The web interface's session cookie (GET only: no CSRF token needed).
+        principal = authenticate_token(session, token)
     else:
         raise Unauthorized("missing bearer token or live-view ticket")
-    principal.require_role(*service.LIVE_ROLES)
     return principal
 
 
 ViewerDep = Annotated[Principal, Depends(_viewer)]
-StatusDep = Annotated[Principal, require_roles(*service.STATUS_ROLES)]
-RecordingsDep = Annotated[Principal, require_roles(*service.RECORDING_ROLES)]
-PreviewDep = Annotated[Principal, require_roles(*service.PREVIEW_ROLES)]
-ProbeDep = Annotated[Principal, require_roles(*service.PROBE_ROLES)]
-AdminDep = Annotated[Principal, require_roles(Role.admin)]
-PageDep = Annotated[PageParams, Depends(page_params)]
 
 BOUNDARY = "vmsframe"
 # A frame older than this is not shown: the camera stopped, and a still image would mislead.
@@ -92,12 +95,12 @@ SNAPSHOT_WAIT_S = 5.0
 PREVIEW_WAIT_S = 5.0
 
 
-def _supervisor(request: Request) -> PipelineSupervisor | None:
-    sup: PipelineSupervisor | None = getattr(request.app.state, "pipeline", None)
+def _supervisor(request: Request) -> PipelineBackend | None:
+    sup: PipelineBackend | None = getattr(request.app.state, "pipeline", None)
     return sup if sup is not None and sup.running else None
 
 
-def _require_supervisor(request: Request) -> PipelineSupervisor:
+def _require_supervisor(request: Request) -> PipelineBackend:
     sup = _supervisor(request)
     if sup is None:
         raise service.Unavailable(
@@ -130,15 +133,28 @@ def _status_read(view: CameraStatusView) -> CameraStatusRead:
         segments_written=view.segments_written,
         mask_fail_closed=view.mask_fail_closed,
         live_viewers=view.live_viewers,
+        live_stream=view.live_stream,
         last_frame_at=view.last_frame_at,
         last_error=view.last_error,
         updated_at=view.updated_at,
+        recording_path=view.recording_path,
+        passthrough=(
+            PassthroughStatusRead(
+                verified_at=view.passthrough_verified_at,
+                checks=view.passthrough_checks,
+                failed=view.passthrough_failed,
+                quarantined_segments=view.quarantined_segments,
+            )
+            if view.recording_path == "passthrough" or view.passthrough_failed
+            else None
+        ),
+        node=view.node,
     )
 
 
 @router.get("/cameras/{camera_id}/status", response_model=CameraStatusRead, tags=["pipeline"])
 def camera_status(
-    camera_id: int, request: Request, session: SessionDep, principal: StatusDep
+    camera_id: int, request: Request, session: SessionDep, principal: PrincipalDep
 ) -> CameraStatusRead:
     """What the camera's worker is doing: state, resolution, frame rates, drops, reconnects,
     last frame and last error (operator, facility manager, admin, DPO of its organisation)."""
@@ -167,7 +183,7 @@ def camera_status(
 
 async def _mjpeg(
     *,
-    sup: PipelineSupervisor,
+    sup: PipelineBackend,
     sessions: sessionmaker[Session],
     principal: Principal,
     camera_id: int,
@@ -178,6 +194,7 @@ async def _mjpeg(
     started = time.monotonic()
     frames = 0
     ended_by = "client"
+    checked = started
     sup.add_viewer(camera_id)
     try:
         seq = 0
@@ -185,6 +202,16 @@ async def _mjpeg(
             if not sup.live_allowed(camera_id):
                 ended_by = "policy"
                 break
+            if time.monotonic() - checked >= service.LIVE_RECHECK_S:
+                # The right to watch is re-checked while watching: a revoked token, a
+                # deactivated user or a changed role ends the view within seconds.
+                checked = time.monotonic()
+                why = await run_in_threadpool(
+                    service.live_still_allowed, sessions, principal, camera_id
+                )
+                if why is not None:
+                    ended_by = why
+                    break
             image = sup.latest_frame(camera_id, seq)
             if image is not None:
                 seq = image.seq
@@ -271,7 +298,7 @@ def live_mjpeg(
 
 @router.post("/cameras/{camera_id}/live-ticket", response_model=LiveTicketRead, tags=["pipeline"])
 def live_ticket(
-    camera_id: int, request: Request, session: SessionDep, principal: LiveDep
+    camera_id: int, request: Request, session: SessionDep, principal: PrincipalDep
 ) -> LiveTicketRead:
     """A ticket valid for a minute that lets an <img> tag open this camera's live view (same
     rules as the live view itself)."""
@@ -290,7 +317,7 @@ def live_ticket(
     )
 
 
-async def _fresh_frame(sup: PipelineSupervisor, camera_id: int) -> LiveImage | None:
+async def _fresh_frame(sup: PipelineBackend, camera_id: int) -> LiveImage | None:
     """A frame decoded after this call started (the worker encodes while we count as viewer)."""
     if not sup.add_viewer(camera_id):
         return None
@@ -321,6 +348,7 @@ async def snapshot(
         lambda: service.authorise_live(session=session, principal=principal, camera_id=camera_id)
     )
     sup = _require_supervisor(request)
+    await run_in_threadpool(end_transaction, session)
     image = await _fresh_frame(sup, camera.id)
     if image is None:
         raise service.Unavailable("no frame from the camera right now", code="no_frame")
@@ -347,7 +375,7 @@ async def mask_preview(
     camera_id: int,
     request: Request,
     session: SessionDep,
-    principal: PreviewDep,
+    principal: PrincipalDep,
     settings: SettingsDep,
     box: SecretBoxDep,
 ) -> Response:
@@ -355,24 +383,14 @@ async def mask_preview(
     managers and admins when the policy allows live view, otherwise over the masked frame.
     Audit-logged."""
 
-    def authorise() -> tuple[Camera, bool, service.GrabRequest]:
-        camera, raw = service.authorise_preview(
-            session=session, principal=principal, camera_id=camera_id
+    allowed = await run_in_threadpool(
+        lambda: service.authorise_preview(
+            session=session, principal=principal, camera_id=camera_id, settings=settings, box=box
         )
-        policy = service.current_policy(session=session, camera=camera)
-        # Raw pixels under the zones are a live view: only where the policy allows one (a
-        # recording-only school camera's preview is drawn over the masked frame, for everyone).
-        raw = raw and policy.may_view_live
-        grab = service.grab_request(
-            camera=camera,
-            raw=raw,
-            settings=settings,
-            box=box,
-            masking_required=policy.masking_required,
-        )
-        return camera, raw, grab
-
-    camera, raw, grab = await run_in_threadpool(authorise)
+    )
+    # Waiting for a frame must not hold the database (on SQLite, its write lock).
+    await run_in_threadpool(end_transaction, session)
+    camera, raw = allowed.camera, allowed.raw
     png: bytes | None = None
     sup = _supervisor(request)
     if sup is not None:
@@ -389,7 +407,9 @@ async def mask_preview(
         # No worker runs (blocked, pipeline off) or it had no frame: decode one in a child.
         source = "source"
         png = await run_in_threadpool(
-            service.grab_preview, grab, settings.pipeline.open_timeout_s * 3
+            preview.run,
+            preview.stored_plan_job(allowed.grab),
+            settings.pipeline.open_timeout_s * 3,
         )
     await run_in_threadpool(
         lambda: service.record_view(
@@ -403,13 +423,62 @@ async def mask_preview(
     return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
+@router.post(
+    "/cameras/{camera_id}/mask-preview",
+    response_class=Response,
+    tags=["pipeline"],
+    responses={200: {"content": {"image/png": {}}, "description": "The plan tried on a frame."}},
+)
+async def mask_preview_plan(
+    camera_id: int,
+    body: MaskPreviewRequest,
+    session: SessionDep,
+    principal: PrincipalDep,
+    settings: SettingsDep,
+    box: SecretBoxDep,
+) -> Response:
+    """An unsaved mask plan tried on the camera's current picture, before it is saved: over the
+    raw frame for facility managers and admins when the policy allows live view, otherwise over
+    the frame masked by the stored plan (never more than the live view shows). Audit-logged."""
+    plan, unsaved_hash = preview.validate_plan(body.plan)
+    allowed = await run_in_threadpool(
+        lambda: service.authorise_preview(
+            session=session, principal=principal, camera_id=camera_id, settings=settings, box=box
+        )
+    )
+    await run_in_threadpool(end_transaction, session)
+    job = preview.PreviewJob(
+        allowed.grab,
+        apply=plan if body.apply else None,
+        overlay=plan if body.overlay else None,
+        mask_overlay=False,
+    )
+    png = await run_in_threadpool(preview.run, job, settings.pipeline.open_timeout_s * 3)
+    await run_in_threadpool(
+        lambda: service.record_view(
+            session,
+            action="camera.mask_preview",
+            principal=principal,
+            camera=allowed.camera,
+            details={
+                "raw_frame": allowed.raw,
+                "frame_from": "source",
+                "unsaved_plan_hash": unsaved_hash,
+            },
+        )
+    )
+    # The editor tells its user whether they look at the raw or the already masked picture.
+    headers = {"Cache-Control": "no-store", "X-Raw-Frame": "1" if allowed.raw else "0"}
+    return Response(png, media_type="image/png", headers=headers)
+
+
 # -- recordings ---------------------------------------------------------------------------------
 
 
 @router.get("/recordings", response_model=RecordingsRead, tags=["recordings"])
 def list_recordings(
     session: SessionDep,
-    principal: RecordingsDep,
+    principal: PrincipalDep,
     page: PageDep,
     camera_id: int = Query(..., ge=1),
     start: AwareDatetime | None = Query(None, description="default: 24 hours before end"),
@@ -417,7 +486,7 @@ def list_recordings(
 ) -> RecordingsRead:
     """A camera's segments and gaps in [start, end) (operator, DPO, facility manager, admin of
     organisations they can read; the police get footage only through exports)."""
-    start, end, segments, gaps, total = service.list_recordings(
+    found = service.list_recordings(
         session=session,
         principal=principal,
         camera_id=camera_id,
@@ -425,16 +494,7 @@ def list_recordings(
         end=end,
         page=page,
     )
-    return RecordingsRead(
-        camera_id=camera_id,
-        start=start,
-        end=end,
-        segments=[SegmentRead.model_validate(s) for s in segments],
-        gaps=[GapRead.model_validate(g) for g in gaps],
-        total=total,
-        limit=page.limit,
-        offset=page.offset,
-    )
+    return RecordingsRead.page_of(camera_id, found, page)
 
 
 @router.get(
@@ -447,26 +507,18 @@ def recording_video(
     segment_id: int,
     request: Request,
     session: SessionDep,
-    principal: RecordingsDep,
+    principal: PrincipalDep,
     settings: SettingsDep,
 ) -> FileResponse:
     """Play one segment (range requests for seeking); each viewing is audit-logged."""
-    # A player fetches a file in many ranges: log the viewing once, at its first byte.
-    first = request.headers.get("range", "bytes=0-").replace(" ", "").startswith("bytes=0-")
     segment, path = service.segment_video(
         session=session,
         principal=principal,
         segment_id=segment_id,
         data_dir=settings.data_dir,
-        audited=first,
+        viewings=request.app.state.viewings,
     )
-    return FileResponse(
-        path,
-        media_type="video/mp4",
-        filename=f"camera{segment.camera_id}-{segment.start:%Y%m%dT%H%M%SZ}.mp4",
-        content_disposition_type="inline",
-        headers={"Cache-Control": "no-store"},
-    )
+    return segment_response(segment, path)
 
 
 # -- ONVIF --------------------------------------------------------------------------------------
@@ -474,16 +526,21 @@ def recording_video(
 
 @router.post("/onvif/probe", response_model=OnvifProbeRead, tags=["pipeline"])
 async def onvif_probe(
-    body: OnvifProbeRequest, session: SessionDep, principal: ProbeDep, settings: SettingsDep
+    body: OnvifProbeRequest,
+    session: SessionDep,
+    principal: PrincipalDep,
+    settings: SettingsDep,
 ) -> OnvifProbeRead:
     """Connect to an ONVIF device and list its profiles, so a camera can be registered with
     the right one (facility manager, admin). Returned URIs carry no credentials."""
-    found, recommended = await service.probe_onvif(
+    found, recommended, recommended_live = await service.probe_onvif(
+        principal=principal,
         host=body.host,
         port=body.port,
         username=body.username,
         password=body.password.get_secret_value(),
-        timeout_s=settings.pipeline.open_timeout_s * 2,
+        settings=settings,
+        session=session,
     )
     await run_in_threadpool(
         lambda: service.record_probe(
@@ -518,6 +575,7 @@ async def onvif_probe(
             for p in found.profiles
         ],
         recommended_profile_token=recommended,
+        recommended_live_profile_token=recommended_live,
     )
 
 
@@ -530,7 +588,8 @@ async def onvif_probe(
     tags=["pipeline"],
     responses={200: {"content": {metrics.CONTENT_TYPE: {}}, "description": "Prometheus text"}},
 )
-def prometheus_metrics(request: Request, principal: AdminDep) -> Response:
+def prometheus_metrics(request: Request, principal: PrincipalDep) -> Response:
     """Per-camera pipeline metrics and the retention metrics, Prometheus text format (admin:
     give the scraper an admin token)."""
+    service.authorise_metrics(principal)
     return Response(metrics.render(_supervisor(request)), media_type=metrics.CONTENT_TYPE)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from vms.core.pagination import PageParams
 from vms.pipeline.status import CameraState, RecordingState
 
 
@@ -34,9 +37,35 @@ class CameraStatusRead(BaseModel):
     segments_written: int
     mask_fail_closed: int = Field(description="frames fully anonymised because masking failed")
     live_viewers: int
+    live_stream: Literal["main", "substream"] | None = Field(
+        None,
+        description="what live viewers see: the recorded profile (main) or the camera's live "
+        "profile (substream); null while nobody watches",
+    )
     last_frame_at: dt.datetime | None
     last_error: str | None = Field(description="credentials are removed from this text")
     updated_at: dt.datetime | None
+    node: str | None = Field(
+        None, description="the Ray node that runs the camera (null: the server itself)"
+    )
+    recording_path: str = Field(
+        "transcode",
+        description="how the worker records now: transcode, or passthrough (the camera's "
+        "masks, checked on keyframes)",
+    )
+    passthrough: PassthroughStatusRead | None = Field(
+        None, description="passthrough cameras: the checks of this run of the pipeline"
+    )
+
+
+class PassthroughStatusRead(BaseModel):
+    verified_at: dt.datetime | None = Field(description="the last keyframe that passed the check")
+    checks: int = Field(description="frames checked and passed")
+    failed: str | None = Field(description="why passthrough stopped (then: transcode or blocked)")
+    quarantined_segments: int = Field(
+        description="segments no passing check covers: kept, not played or exported until "
+        "re-masked (vms footage remask)"
+    )
 
 
 class LiveTicketRead(BaseModel):
@@ -82,6 +111,11 @@ class OnvifProbeRead(BaseModel):
     recommended_profile_token: str | None = Field(
         description="the highest-resolution H.264 profile: what the pipeline picks by default"
     )
+    recommended_live_profile_token: str | None = Field(
+        None,
+        description="a smaller H.264 profile (a substream) for live view, if the device has one: "
+        "the smallest of at least 360 lines, else the largest below the recorded one",
+    )
 
 
 class SegmentRead(BaseModel):
@@ -123,3 +157,35 @@ class RecordingsRead(BaseModel):
     total: int = Field(description="segments in the range (the page is `limit`/`offset`)")
     limit: int
     offset: int
+
+    @classmethod
+    def page_of(
+        cls,
+        camera_id: int,
+        found: tuple[dt.datetime, dt.datetime, Sequence[Any], Sequence[Any], int],
+        page: PageParams,
+    ) -> RecordingsRead:
+        """From what the recordings services return: (start, end, segments, gaps, total)."""
+        start, end, segments, gaps, total = found
+        return cls(
+            camera_id=camera_id,
+            start=start,
+            end=end,
+            segments=[SegmentRead.model_validate(s) for s in segments],
+            gaps=[GapRead.model_validate(g) for g in gaps],
+            total=total,
+            limit=page.limit,
+            offset=page.offset,
+        )
+
+
+class MaskPreviewRequest(BaseModel):
+    """An unsaved mask plan to try on the camera's current picture (the plan editor)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    plan: dict[str, Any] | None = Field(
+        None, description="a mask plan (see the masking documentation); null: no masking"
+    )
+    apply: bool = Field(True, description="anonymise the picture with the plan")
+    overlay: bool = Field(True, description="draw the zones, facade lines and calibration points")

@@ -3,32 +3,32 @@ view, recordings, ONVIF probing and one-off preview frames."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
-import multiprocessing
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from permits.policy import Policy
 from registry import service as registry_service
-from registry.models import Camera
 from retention import service as retention_service
-from retention.models import Gap, Segment
 from vms.core import audit
-from vms.core.auth import Principal, principal_for
+from vms.core.auth import Principal, authenticate_token_id
 from vms.core.config import Settings
 from vms.core.crypto import SecretBox
-from vms.core.db import session_scope, utcnow
-from vms.core.errors import Conflict, InvalidInput, NotFound, Unauthorized
-from vms.core.models import Role, User
+from vms.core.db import end_transaction, session_scope, utcnow
+from vms.core.errors import Conflict, DomainError, InvalidInput, NotFound, Unauthorized
+from vms.core.models import Role
 from vms.core.pagination import PageParams
-from vms.pipeline import tickets
-from vms.pipeline.config import ANONYMISE_ALL, SourceSpec
-from vms.pipeline.supervisor import build_source
+from vms.pipeline import preview, tickets
+from vms.pipeline.viewing import UsedTickets, ViewingSessions
+
+if TYPE_CHECKING:
+    from registry.models import Camera
+    from retention.models import Gap, Segment
 
 logger = logging.getLogger(__name__)
 
@@ -77,22 +77,61 @@ def authorise_live(*, session: Session, principal: Principal, camera_id: int) ->
 def live_ticket(
     *, session: Session, principal: Principal, camera_id: int, secret: bytes
 ) -> tuple[Camera, str, dt.datetime]:
-    """A short-lived ticket for this camera's live view and snapshots (see tickets)."""
+    """A short-lived, single-use ticket for this camera's live view or a snapshot, bound to
+    the caller and the token they asked with (see tickets)."""
     camera = authorise_live(session=session, principal=principal, camera_id=camera_id)
+    if principal.token_id is None:
+        raise Unauthorized("live-view tickets are issued to API tokens only")
     ticket, expires = tickets.issue(
-        secret, user_id=principal.user_id, camera_id=camera.id, now=utcnow()
+        secret,
+        user_id=principal.user_id,
+        camera_id=camera.id,
+        token_id=principal.token_id,
+        now=utcnow(),
     )
     return camera, ticket, expires
 
 
 def principal_from_ticket(
-    *, session: Session, secret: bytes, ticket: str, camera_id: int
+    *, session: Session, secret: bytes, ticket: str, camera_id: int, used: UsedTickets
 ) -> Principal:
-    user_id = tickets.verify(secret, ticket, camera_id=camera_id, now=utcnow())
-    user = session.get(User, user_id)
-    if user is None or not user.active:
-        raise Unauthorized("user disabled")
-    return principal_for(session, user)
+    """Who a ticket lets in: its user, as long as the token it was issued under is valid. A
+    ticket opens one view: presented again, it is refused."""
+    claims = tickets.verify(secret, ticket, camera_id=camera_id, now=utcnow())
+    principal = authenticate_token_id(session, claims.token_id)
+    if principal.user_id != claims.user_id:
+        raise Unauthorized("invalid live-view ticket")
+    if not used.spend(claims.nonce, claims.expires):
+        raise Unauthorized("this live-view ticket was used already; ask for a new one")
+    return principal
+
+
+LIVE_RECHECK_S = 2.0
+
+
+def live_still_allowed(
+    factory: sessionmaker[Session], principal: Principal, camera_id: int
+) -> str | None:
+    """Why an open live view must end now, or None: the token revoked or expired, the user
+    deactivated, their role or organisations changed, or the camera's policy no longer allows
+    live view. Asked every LIVE_RECHECK_S by every open view."""
+    try:
+        with session_scope(factory) as session:
+            if principal.token_id is None:
+                return "no token"
+            current = authenticate_token_id(session, principal.token_id)
+            if (current.role, current.organisation_id, current.dpo_organisation_ids) != (
+                principal.role,
+                principal.organisation_id,
+                principal.dpo_organisation_ids,
+            ):
+                return "rights_changed"
+            authorise_live(session=session, principal=current, camera_id=camera_id)
+    except Unauthorized:
+        return "token_invalid"
+    except DomainError as exc:
+        return "policy" if exc.code == "live_not_allowed" else "not_allowed"
+    return None
 
 
 def record_view(
@@ -136,6 +175,21 @@ def record_view_in_own_session(
         )
 
 
+def _record_failed_probe(
+    session: Session, principal: Principal, host: str, port: int, kind: str
+) -> None:
+    audit.record(
+        session,
+        action="onvif.probe_failed",
+        actor=principal,
+        target_type="onvif_device",
+        target_id=f"{host}:{port}",
+        details={"kind": kind},
+    )
+    # The failed probe must be kept although the request fails (like a failed sign-in).
+    session.commit()
+
+
 def record_probe(
     session: Session, *, principal: Principal, host: str, port: int, profiles: int
 ) -> None:
@@ -177,9 +231,16 @@ def list_recordings(
 
 
 def segment_video(
-    *, session: Session, principal: Principal, segment_id: int, data_dir: Path, audited: bool
+    *,
+    session: Session,
+    principal: Principal,
+    segment_id: int,
+    data_dir: Path,
+    viewings: ViewingSessions,
 ) -> tuple[Segment, Path]:
-    """A segment's file for playback; audit-logged once per viewing (`audited`)."""
+    """A segment's file for playback. Audited once per viewing session (the first request of
+    this viewer for this segment within the window), whatever Range header the player sends:
+    no way to fetch footage without an entry."""
     principal.require_role(*RECORDING_ROLES)
     segment = retention_service.get_segment_or_raise(
         session=session, segment_id=segment_id, principal=principal
@@ -188,7 +249,7 @@ def segment_video(
     if not path.is_file():
         logger.error("segment %s is indexed but its file %s is missing", segment.id, segment.path)
         raise NotFound("the recording's file is missing (the retention check reports it)")
-    if audited:
+    if viewings.starts(principal.user_id, segment.id):
         camera = registry_service.get_camera_or_raise(session=session, camera_id=segment.camera_id)
         record_view(
             session,
@@ -200,6 +261,7 @@ def segment_video(
                 "start": segment.start.isoformat(),
                 "end": segment.end.isoformat(),
                 "sha256": segment.sha256,
+                "window_s": viewings.window_s,
             },
         )
     return segment, path
@@ -208,125 +270,91 @@ def segment_video(
 # -- previews ---------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class PreviewRequest:
+    camera: Camera
+    raw: bool  # the zones over raw pixels (setting a plan up) or over masked ones
+    grab: preview.GrabRequest  # how to get a frame if no worker has one
+
+
 def authorise_preview(
-    *, session: Session, principal: Principal, camera_id: int
-) -> tuple[Camera, bool]:
-    """(camera, raw): raw pixels under the zones only for facility managers and admins."""
+    *,
+    session: Session,
+    principal: Principal,
+    camera_id: int,
+    settings: Settings,
+    box: SecretBox,
+) -> PreviewRequest:
+    """Who sees the mask preview, and over which pixels. Raw pixels under the zones are a live
+    view: only for facility managers and admins, and only where the camera's policy allows live
+    view (a recording-only school camera's preview is drawn over the masked frame for
+    everyone)."""
     camera = camera_for(
         session=session, principal=principal, camera_id=camera_id, roles=PREVIEW_ROLES
     )
-    return camera, principal.role in RAW_PREVIEW_ROLES
-
-
-@dataclass(frozen=True, slots=True)
-class GrabRequest:
-    """Everything a one-off preview child process needs (picklable, no settings)."""
-
-    source: SourceSpec
-    plan: dict[str, Any] | None
-    raw: bool
-    open_timeout_s: float
-    read_timeout_s: float
-    models_dir: str | None
-
-
-def grab_request(
-    *, camera: Camera, raw: bool, settings: Settings, box: SecretBox, masking_required: bool
-) -> GrabRequest:
-    plan = camera.mask_plan
-    if plan is None and masking_required:
-        plan = ANONYMISE_ALL
-    return GrabRequest(
-        source=build_source(camera, box),
-        plan=plan,
+    policy = current_policy(session=session, camera=camera)
+    raw = principal.role in RAW_PREVIEW_ROLES and policy.may_view_live
+    grab = preview.grab_request(
+        camera=camera,
         raw=raw,
-        open_timeout_s=settings.pipeline.open_timeout_s,
-        read_timeout_s=settings.pipeline.read_timeout_s,
-        models_dir=str(settings.resolved_models_dir),
+        settings=settings,
+        box=box,
+        masking_required=policy.masking_required,
     )
+    return PreviewRequest(camera, raw, grab)
 
 
-def _grab_in_child(request: GrabRequest, conn: Connection) -> None:
-    """Child process: decode one frame, draw the plan, send PNG bytes (or an error text)."""
-    try:
-        import cv2
-
-        from masking import Masker
-        from masking.tool import render_preview
-        from vms.pipeline.source import SourceConfig, open_config
-        from vms.pipeline.worker import resolve_onvif_url
-
-        spec = request.source
-        url = (
-            resolve_onvif_url(spec, request.open_timeout_s) if spec.kind == "onvif" else spec.url
-        ) or ""
-        config = SourceConfig(
-            url, open_timeout=request.open_timeout_s, read_timeout=request.read_timeout_s
-        )
-        with open_config(config) as source:
-            decoded = next(source.frames())
-        bgr = decoded.frame.to_ndarray(format="bgr24")
-        if not request.raw:
-            # Everything the live view would mask (detections included), then the zones.
-            Masker(request.plan, models_dir=request.models_dir).apply_bgr(bgr)
-        picture = render_preview(bgr, request.plan, masked=not request.raw)
-        ok, buf = cv2.imencode(".png", picture)
-        conn.send(("ok", buf.tobytes()) if ok else ("error", "PNG encoding failed"))
-    except Exception as exc:
-        from vms.pipeline.status import clean_error
-
-        conn.send(("error", clean_error(f"{type(exc).__name__}: {exc}")))
-    finally:
-        conn.close()
-
-
-def grab_preview(request: GrabRequest, timeout: float) -> bytes:
-    """Decode a frame in a short-lived child process (the API process never decodes video)."""
-    ctx = multiprocessing.get_context("forkserver")
-    recv_end, send_end = ctx.Pipe(duplex=False)
-    process = ctx.Process(target=_grab_in_child, args=(request, send_end), daemon=True)
-    process.start()
-    send_end.close()
-    try:
-        if not recv_end.poll(timeout):
-            raise Unavailable("no frame from the camera in time", code="no_frame")
-        try:
-            kind, payload = recv_end.recv()
-        except EOFError as exc:
-            raise Unavailable("the preview process failed", code="no_frame") from exc
-    finally:
-        recv_end.close()
-        process.join(timeout=1)
-        if process.is_alive():
-            process.kill()
-            process.join()
-        process.close()
-    if kind != "ok":
-        raise Unavailable(f"no frame from the camera: {payload}", code="no_frame")
-    data: bytes = payload
-    return data
+def authorise_metrics(principal: Principal) -> None:
+    """Per-camera metrics cover every organisation: admin only (give the scraper an admin
+    token)."""
+    principal.require_role(Role.admin)
 
 
 # -- ONVIF ------------------------------------------------------------------------------------
 
 
 async def probe_onvif(
-    *, host: str, port: int, username: str, password: str, timeout_s: float
-) -> tuple[Any, str | None]:
-    """Device information and profiles (URIs without credentials), and the default choice."""
+    *,
+    principal: Principal,
+    host: str,
+    port: int,
+    username: str,
+    password: str,
+    settings: Settings,
+    session: Session,
+) -> tuple[Any, str | None, str | None]:
+    """Device information and profiles (URIs without credentials), the default choice and a
+    substream for live view if there is one (facility managers and admins, who register
+    cameras).
+
+    Only hosts inside the camera networks are probed, only the device's own service addresses
+    are followed, and a failure says what kind it was (refused, timeout, not ONVIF, credentials)
+    without a word of what the other end sent. Failed probes are audited too."""
+    principal.require_role(*PROBE_ROLES)
+    from vms.core import netpolicy
     from vms.pipeline import onvif
 
+    p = settings.pipeline
+    # The probe may take seconds: not inside a transaction (on SQLite, the write lock).
+    await asyncio.to_thread(end_transaction, session)
     try:
-        found = await onvif.probe(host, port, username, password, timeout=timeout_s)
+        found = await onvif.probe(
+            host,
+            port,
+            username,
+            password,
+            timeout=p.open_timeout_s * 2,
+            networks=netpolicy.parse_networks(p.camera_networks),
+            stream_hosts=p.onvif_stream_hosts,
+        )
     # The device is whatever the caller named: when it cannot be used, the request is at fault.
-    except onvif.OnvifAuthError as exc:
-        raise InvalidInput(str(exc), field="password", code="onvif_auth") from None
-    except onvif.OnvifUnreachable as exc:
-        raise InvalidInput(str(exc), field="host", code="onvif_unreachable") from None
     except onvif.OnvifError as exc:
-        raise InvalidInput(str(exc), field="host", code="onvif_error") from None
+        await asyncio.to_thread(_record_failed_probe, session, principal, host, port, exc.kind)
+        field = "password" if isinstance(exc, onvif.OnvifAuthError) else "host"
+        raise InvalidInput(str(exc), field=field, code=f"onvif_{exc.kind}") from None
     try:
         recommended: str | None = onvif.choose_profile(found).token
     except onvif.OnvifError:
         recommended = None
-    return found, recommended
+    live = onvif.choose_live_profile(found, recommended)
+    return found, recommended, live.token if live is not None else None

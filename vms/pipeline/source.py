@@ -9,7 +9,6 @@ and the original PyAV exception is deliberately not chained.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,21 +22,16 @@ from urllib.parse import quote, unquote, urlsplit
 import av
 import av.error
 
+from vms.core.crypto import scrub, split_query_secrets
+
 logger = logging.getLogger(__name__)
 
 _STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "srt", "udp", "tcp")
 
-# `scheme://userinfo@` — userinfo may hold an unencoded '@', so match greedily up to the last
-# '@' before the host part ends.
-_USERINFO_RE = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s'\"<>]*@")
-# Credentials some cameras take in the query string (`?user=admin&password=...`).
-_QUERY_SECRET_RE = re.compile(r"(?i)(?P<key>[?&;](?:password|passwd|pwd|pass)=)[^&;#\s'\"]*")
-
 
 def scrub_url(text: str, secrets: tuple[str, ...] = ()) -> str:
     """`text` with URL credentials (and any of `secrets`, raw or %-encoded) replaced by ***."""
-    text = _USERINFO_RE.sub(r"\g<scheme>***@", text)
-    text = _QUERY_SECRET_RE.sub(r"\g<key>***", text)
+    text = scrub(text)
     for secret in secrets:
         # Short secrets would shred ordinary words; the URL patterns above cover those.
         if len(secret) >= 3:
@@ -47,14 +41,17 @@ def scrub_url(text: str, secrets: tuple[str, ...] = ()) -> str:
 
 
 def _url_secrets(url: str) -> tuple[str, ...]:
-    """The password of `url` in every spelling FFmpeg might echo back."""
+    """The credentials in `url` (userinfo password, credential-like query values) in every
+    spelling FFmpeg might echo back."""
     try:
         password = urlsplit(url).password
+        _, query = split_query_secrets(url)
     except ValueError:
         return ()
-    if not password:
-        return ()
-    return tuple({password, unquote(password)})
+    values = [v for _, v in query if v]
+    if password:
+        values.append(password)
+    return tuple({s for v in values for s in (v, unquote(v))})
 
 
 class SourceError(Exception):
@@ -105,6 +102,8 @@ class SourceConfig:
     # Bytes FFmpeg reads before returning from open; see `rtsp_options`.
     probesize: int = 32768
     max_decode_errors: int = 25
+    # 0: FFmpeg's choice (a thread per core); 1 by default in workers (one per camera).
+    decoder_threads: int = 0
 
     def __post_init__(self) -> None:
         if self.open_timeout <= 0 or self.read_timeout <= 0:
@@ -131,6 +130,15 @@ class DecodedFrame:
     monotonic: float  # time.monotonic() at decode, for watchdogs and rates
     index: int  # frames yielded by this source so far
     pts_seconds: float | None  # stream time; None when the stream has no timestamps yet
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPacket:
+    """One packet of the stream as it came (not decoded) and when it arrived."""
+
+    packet: av.Packet[Any]
+    wall_time: datetime  # UTC, at arrival
+    monotonic: float
 
 
 def rtsp_options(config: SourceConfig) -> dict[str, str]:
@@ -228,6 +236,7 @@ class Source:
             raise NotFound("no video stream", url=config.url)
         self._container = container
         self._stream = container.streams.video[0]
+        self._stream.codec_context.thread_count = config.decoder_threads
         self.config = config
         self.url = scrub_url(config.url, _url_secrets(config.url))
         self._secrets = _url_secrets(config.url)
@@ -297,12 +306,27 @@ class Source:
             self._container.close()
             self._container = _open_container(self.config)
             self._stream = self._container.streams.video[0]
+            self._stream.codec_context.thread_count = self.config.decoder_threads
             logger.debug("looping %s", self.url)
 
-    def _decode_until_end(self) -> Iterator[av.VideoFrame]:
-        """Frames up to end of stream; network and decoder errors become SourceErrors."""
+    @property
+    def stream(self) -> Any:
+        """The video stream (its codec parameters: the template of a remuxed segment)."""
+        return self._stream
+
+    def packets(self) -> Iterator[StreamPacket]:
+        """The stream's packets as they arrive, not decoded (passthrough recording); raises a
+        SourceError when the source fails or a live stream ends."""
+        for packet in self._packets_until_end():
+            if packet.size == 0:
+                continue  # the demuxer's end-of-stream marker
+            yield StreamPacket(packet, datetime.now(UTC), time.monotonic())
+        if self.config.is_stream:
+            raise StreamEnded(f"stream ended: the server closed {self.url}", url=self.config.url)
+
+    def _packets_until_end(self) -> Iterator[av.Packet[Any]]:
+        """Packets up to end of stream; network errors become SourceErrors."""
         demux = self._container.demux(self._stream)
-        bad_in_a_row = 0
         while True:
             started = time.monotonic()
             error: SourceError | None = None
@@ -314,6 +338,12 @@ class Source:
                 error = _classify(exc, self.config, time.monotonic() - started, opening=False)
             if error is not None:
                 raise error  # outside the except block: see open_config
+            yield packet
+
+    def _decode_until_end(self) -> Iterator[av.VideoFrame]:
+        """Frames up to end of stream; network and decoder errors become SourceErrors."""
+        bad_in_a_row = 0
+        for packet in self._packets_until_end():
             try:
                 frames = packet.decode()
             except av.FFmpegError as exc:

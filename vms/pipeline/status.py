@@ -24,6 +24,8 @@ class RecordingState(enum.StrEnum):
     waiting = "waiting"  # allowed, but no frames to record
     disk_full = "disk_full"  # stopped after ENOSPC; retried later
     error = "error"  # stopped after another write error; retried later
+    # Passthrough: allowed, but no keyframe has passed the mask check on this connection yet.
+    verifying = "verifying"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,14 @@ class WorkerStatus:
     # the supervisor bounds recording gaps with these.
     recorded_until: dt.datetime | None = None
     recording_since: dt.datetime | None = None
+    # How this worker records ("transcode" or "passthrough") and, in passthrough, its checks.
+    recording_path: str = "transcode"
+    passthrough_verified_at: dt.datetime | None = None
+    passthrough_checks: int = 0
+    passthrough_failed: str | None = None  # the failed check's or device's reason
+    quarantined_segments: int = 0
+    # Which stream live viewers see: "main", "substream" (a live profile), None: no viewer.
+    live_stream: str | None = None
     sent_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
 

@@ -1,9 +1,17 @@
 """One camera, one child process: read -> mask -> live and/or record.
 
+Over 500 lines on purpose: `CameraWorker` is the main thread of one camera process, and its
+order (every frame masked before anything sees it, policy, live, record, watchdog) should be
+read in one class; `PassthroughWorker` subclasses it, and the module is a forkserver preload
+(`vms.pipeline.processes.PRELOAD`).
+
 Threads inside the worker:
 
 - the reader (`Reader`) opens the source with explicit timeouts, demuxes and decodes into a
-  bounded queue (2 frames, `put_nowait`, drops counted) and reconnects with backoff + jitter;
+  bounded queue (`frame_queue` frames, `put_nowait`, drops counted) and reconnects with
+  backoff + jitter;
+- with a live profile (an ONVIF substream), a second reader runs while someone watches live;
+  its frames are masked on the main thread too (`vms.pipeline.substream`);
 - the main thread masks every frame it takes before anything else sees it, publishes JPEGs
   while someone watches (and the policy allows), feeds the recorder while the policy allows,
   applies policy updates pushed by the supervisor, reports status, and is the stall watchdog:
@@ -15,7 +23,6 @@ A camera in mode `live` never gets a recorder, a database engine or a data folde
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
 import gc
@@ -28,7 +35,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,17 +44,32 @@ import cv2
 
 from masking import Masker, MaskingError
 from masking.tool import render_preview
-from vms.pipeline.config import ANONYMISE_ALL, PolicyFlags, SourceSpec, WorkerConfig
+from vms.pipeline.config import ANONYMISE_ALL, PolicyFlags, WorkerConfig
+from vms.pipeline.frames import get_batch
 from vms.pipeline.live import PREVIEW_RAW, FrameTooLarge, LiveChannel
-from vms.pipeline.recorder import DiskFull, RecorderError, SegmentInfo, SegmentRecorder, recover
-from vms.pipeline.restart import Backoff
-from vms.pipeline.source import DecodedFrame, SourceConfig, SourceError, SourceTimeout, open_config
+from vms.pipeline.reader import Reader, ReaderView
+from vms.pipeline.recorder import (
+    MASKED_BY_VMS,
+    DiskFull,
+    RecorderError,
+    SegmentInfo,
+    SegmentRecorder,
+)
+from vms.pipeline.recovery import recover
+from vms.pipeline.relay_feed import RelayFeed
+from vms.pipeline.source import DecodedFrame
 from vms.pipeline.status import CameraState, RecordingState, WorkerStatus, clean_error
+from vms.pipeline.substream import LiveStream, Substream, live_config
 
 logger = logging.getLogger(__name__)
 
 # Exit code of a worker whose reader hung beyond every timeout (the supervisor restarts it).
 EXIT_STALLED = 75
+# Exit code of a worker that stopped passthrough (failed check, unsupported camera): the
+# supervisor restarts the camera at once, on whatever path its record now says.
+EXIT_PASSTHROUGH = 76
+# How often a worker retries segments the index did not take.
+INDEX_RETRY_S = 5.0
 EXIT_ERROR = 1
 
 
@@ -62,154 +83,6 @@ class StopFlag(Protocol):
     def set(self) -> None: ...
 
     def wait(self, timeout: float | None = ...) -> bool: ...
-
-
-# -- reader -------------------------------------------------------------------------------------
-
-
-@dataclass
-class ReaderView:
-    """What the reader thread tells the main thread (guarded by `lock`)."""
-
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    state: CameraState = CameraState.starting
-    last_error: str | None = None
-    reconnects: int = 0
-    frames_in: int = 0
-    dropped: int = 0
-    width: int | None = None
-    height: int | None = None
-    fps: float | None = None
-    generation: int = 0
-    last_frame_mono: float | None = None
-    last_frame_wall: dt.datetime | None = None
-    # When the reader last came back from a blocking call; None while it sleeps on purpose.
-    busy_since: float | None = None
-
-
-def resolve_onvif_url(spec: SourceSpec, timeout: float) -> str:
-    """The RTSP URL (with credentials) of the configured or best ONVIF profile."""
-    from vms.pipeline import onvif
-
-    async def resolve() -> str:
-        host, port = spec.onvif_host or "", spec.onvif_port or 80
-        user, password = spec.username or "", spec.password or ""
-        token = spec.profile_token
-        if token is None:
-            found = await onvif.probe(host, port, user, password, timeout=timeout)
-            token = onvif.choose_profile(found).token
-        return await onvif.resolve_stream_uri(host, port, user, password, token, timeout=timeout)
-
-    return asyncio.run(resolve())
-
-
-class Reader(threading.Thread):
-    def __init__(
-        self,
-        config: WorkerConfig,
-        frames: queue.Queue[tuple[int, DecodedFrame]],
-        view: ReaderView,
-        stop: threading.Event,
-        resolve_onvif: Callable[[SourceSpec, float], str] = resolve_onvif_url,
-    ) -> None:
-        super().__init__(name=f"reader-{config.camera_id}", daemon=True)
-        self.config = config
-        self.frames = frames
-        self.view = view
-        self.stop = stop
-        self._resolve_onvif = resolve_onvif
-        self.backoff = Backoff(
-            initial=config.reconnect_initial_s,
-            maximum=config.reconnect_max_s,
-            healthy_after=max(10.0, config.stall_seconds),
-        )
-
-    def _url(self) -> str:
-        spec = self.config.source
-        if spec.kind == "onvif":
-            return self._resolve_onvif(spec, self.config.open_timeout_s)
-        if not spec.url:
-            raise SourceError(f"camera {self.config.camera_id} has no source URL or path")
-        return spec.url
-
-    def run(self) -> None:
-        cfg = self.config
-        while not self.stop.is_set():
-            attempt = time.monotonic()
-            self._set(busy_since=attempt)
-            state, message = CameraState.reconnecting, "source ended"
-            try:
-                source_config = SourceConfig(
-                    self._url(),
-                    open_timeout=cfg.open_timeout_s,
-                    read_timeout=cfg.read_timeout_s,
-                    realtime=cfg.source.realtime,
-                    loop=cfg.source.loop,
-                )
-                with open_config(source_config) as source:
-                    with self.view.lock:
-                        self.view.generation += 1
-                        self.view.width, self.view.height = source.width, source.height
-                        self.view.fps = source.fps
-                        generation = self.view.generation
-                    for decoded in source.frames():
-                        self._frame(generation, decoded)
-                        if self.stop.is_set():
-                            return
-            except SourceTimeout as exc:
-                state, message = CameraState.stalled, str(exc)
-            except SourceError as exc:
-                message = str(exc)
-            except Exception as exc:
-                message = _describe_error(exc)
-                if not _is_onvif_error(exc):
-                    logger.exception("camera %s: reader failed", cfg.camera_id)
-            if self.stop.is_set():
-                return
-            self.backoff.ran_for(time.monotonic() - attempt)
-            delay = self.backoff.failed()
-            message = clean_error(message) or "source failed"
-            logger.info(
-                "camera %s: %s; retrying in %.1fs", cfg.camera_id, message, delay
-            )  # fmt: skip
-            with self.view.lock:
-                self.view.state = state
-                self.view.last_error = message
-                self.view.busy_since = None
-            if self.stop.wait(delay):
-                return
-            with self.view.lock:
-                self.view.reconnects += 1
-
-    def _frame(self, generation: int, decoded: DecodedFrame) -> None:
-        now = decoded.monotonic
-        with self.view.lock:
-            self.view.state = CameraState.streaming
-            self.view.frames_in += 1
-            self.view.last_frame_mono = now
-            self.view.last_frame_wall = decoded.wall_time
-            self.view.busy_since = now
-            self.view.width, self.view.height = decoded.frame.width, decoded.frame.height
-        try:
-            self.frames.put_nowait((generation, decoded))
-        except queue.Full:
-            with self.view.lock:
-                self.view.dropped += 1
-
-    def _set(self, **values: Any) -> None:
-        with self.view.lock:
-            for key, value in values.items():
-                setattr(self.view, key, value)
-
-
-def _is_onvif_error(exc: BaseException) -> bool:
-    return type(exc).__module__ == "vms.pipeline.onvif"
-
-
-def _describe_error(exc: BaseException) -> str:
-    if _is_onvif_error(exc):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
 
 
 # -- the worker ---------------------------------------------------------------------------------
@@ -232,6 +105,9 @@ class _Rate:
 
 
 class CameraWorker:
+    # Who masks what this worker records (the passthrough worker records the camera's masks).
+    masked_by = MASKED_BY_VMS
+
     def __init__(
         self,
         config: WorkerConfig,
@@ -249,13 +125,19 @@ class CameraWorker:
         self.stop_flag = stop
         self.live = live
         self._index_factory = index_factory or _db_index
-        self.frames: queue.Queue[tuple[int, DecodedFrame]] = queue.Queue(maxsize=config.frame_queue)
+        # (generation, DecodedFrame); the passthrough worker queues (generation, (packet, stream)).
+        self.frames: queue.Queue[tuple[int, Any]] = queue.Queue(maxsize=config.frame_queue)
         self.view = ReaderView()
         self._reader_stop = threading.Event()
         self.reader = Reader(config, self.frames, self.view, self._reader_stop)
         self.recorder: SegmentRecorder | None = None
+        self.index: Any = None
         self._dispose: Callable[[], None] | None = None
         self.masker: Masker | None = None
+        self.relay: RelayFeed | None = None  # issue 14: masked H.264 to the RTSP relay
+        # Live view from the camera's substream while someone watches (vms.pipeline.substream).
+        sub_config = live_config(config)
+        self.substream = Substream(sub_config, self._build_masker) if sub_config else None
         self.mask_error: str | None = None
         self.frames_out = 0
         self.mask_dropped = 0
@@ -270,6 +152,8 @@ class CameraWorker:
         self._in_rate = _Rate()
         self._out_rate = _Rate()
         self._last_report = 0.0
+        self._index_retry = 0.0
+        self._next_record = 0.0
         self._last_reported: tuple[Any, ...] | None = None
 
     # -- set-up ------------------------------------------------------------------------------
@@ -288,7 +172,7 @@ class CameraWorker:
     def _build_recorder(self) -> None:
         cfg = self.config
         index, dispose = self._index_factory(cfg)
-        self._dispose = dispose
+        self.index, self._dispose = index, dispose
         data_dir = Path(cfg.data_dir)
         recovery = recover(data_dir=data_dir, camera_id=cfg.camera_id, index=index)
         record = getattr(index, "record_recovery", None)
@@ -307,7 +191,10 @@ class CameraWorker:
             index=index,
             preset=cfg.encoder_preset,
             crf=cfg.encoder_crf,
+            threads=cfg.encoder_threads,
+            fps_hint=cfg.record_fps or 25.0,
             on_segment=self._segment_done,
+            masked_by=self.masked_by,
         )
 
     # -- main loop ---------------------------------------------------------------------------
@@ -317,17 +204,16 @@ class CameraWorker:
         self.masker = self._build_masker()
         if cfg.records:
             self._build_recorder()
+        self._connect_relay()
         self.reader.start()
         code = 0
         try:
             while not self.stop_flag.is_set():
                 self._drain_control()
-                try:
-                    generation, decoded = self.frames.get(timeout=0.1)
-                except queue.Empty:
-                    pass
-                else:
+                batch, gather_s = self._batching()
+                for generation, decoded in get_batch(self.frames, batch, 0.1, gather_s):
                     self._process(generation, decoded)
+                self._serve_substream()
                 if self._housekeeping():
                     code = EXIT_STALLED
                     break
@@ -336,6 +222,25 @@ class CameraWorker:
             # The last word: where this worker's footage ends (the supervisor starts a gap there).
             self._report(time.monotonic(), CameraState.stopped, RecordingState.off, force=True)
         return code
+
+    def _batching(self) -> tuple[int, float]:
+        """How many frames to take at once, and how long to let them gather: a batch while
+        nobody watches live (recording alone tolerates the latency), one at a time otherwise."""
+        size = self.config.frame_batch
+        live = self.live
+        watched = live is not None and (live.viewers > 0 or live.pending_preview() is not None)
+        watched = watched or (self.relay is not None and self.relay.wanted)
+        if size <= 1 or watched:
+            return 1, 0.0
+        step = 1.0 / (self.view.fps or 25.0)
+        return size, (size - 0.5) * step
+
+    def _connect_relay(self) -> None:
+        cfg = self.config
+        if cfg.relay_socket and cfg.mode != "recording":  # a recording-only camera never relays
+            self.relay = RelayFeed.connect(
+                cfg.relay_socket, cfg.camera_id, gop_frames=cfg.relay_gop_frames
+            )
 
     def _drain_control(self) -> None:
         if self.control is None:
@@ -356,8 +261,11 @@ class CameraWorker:
                 "camera %s: recording no longer allowed, stopping it", self.config.camera_id
             )
             self._end_recording_run()
-        if old.may_view_live and not policy.may_view_live and self.live is not None:
-            self.live.clear()
+        if old.may_view_live and not policy.may_view_live:
+            if self.live is not None:
+                self.live.clear()
+            if self.substream is not None:
+                self.substream.stop()
 
     def _process(self, generation: int, decoded: DecodedFrame) -> None:
         cfg = self.config
@@ -374,12 +282,18 @@ class CameraWorker:
             and self.policy.may_view_live
             and live.viewers > 0
             and now - self._last_jpeg >= 1.0 / cfg.live_fps
+            and not self._live_from_substream(now)
         )
         preview = live.pending_preview() if live is not None else None
         want_record = (
-            self.recorder is not None and self.policy.may_record and now >= self._record_retry_at
+            self.recorder is not None
+            and self.policy.may_record
+            and now >= self._record_retry_at
+            and self._record_due(now)
         )
-        if not (want_live or preview or want_record):
+        # Issue 14: only while a recipient watches through the relay, and live view is allowed.
+        want_relay = self.relay is not None and self.policy.may_view_live and self.relay.wanted
+        if not (want_live or preview or want_record or want_relay):
             self._idle = True
             return
         if self._idle:
@@ -390,7 +304,7 @@ class CameraWorker:
         if preview is not None and preview[1] == PREVIEW_RAW:
             raw = decoded.frame.to_ndarray(format="bgr24")
         try:
-            masked = self.masker.apply_yuv420(decoded.frame)
+            masked = self.masker.mask_frame(decoded.frame)
         except MaskingError:
             self.mask_dropped += 1
             return
@@ -404,6 +318,57 @@ class CameraWorker:
             self._publish_jpeg(live, masked, decoded)
         if want_record:
             self._record(masked, decoded)
+        if want_relay and self.relay is not None:
+            self.relay.feed_safely(masked, decoded.monotonic)
+
+    def _live_from_substream(self, now: float) -> bool:
+        """Whether viewers get the substream's frames (else the main stream's, masked alike)."""
+        return self.substream is not None and self.substream.delivering(now)
+
+    def _serve_substream(self) -> None:
+        """Run the substream while someone may and does watch, and publish its newest frame."""
+        sub, live = self.substream, self.live
+        if sub is None:
+            return
+        watched = live is not None and self.policy.may_view_live and live.viewers > 0
+        sub.want(watched, time.monotonic())
+        if not watched or live is None:
+            return
+        decoded = sub.latest()
+        if decoded is None or decoded.monotonic - self._last_jpeg < 1.0 / self.config.live_fps:
+            return
+        masked = sub.mask(decoded)
+        if masked is not None:
+            self._publish_jpeg(live, masked, decoded)
+
+    def _live_stream(self, now: float) -> LiveStream | None:
+        """Which stream viewers see now (None: nobody watches)."""
+        live = self.live
+        if live is None or live.viewers == 0 or not self.policy.may_view_live:
+            return None
+        return "substream" if self._live_from_substream(now) else "main"
+
+    def _record_due(self, now: float) -> bool:
+        """Whether this frame belongs to the recording profile's frame rate (every frame when
+        the camera records at the source's rate). Frames left out are never masked or encoded."""
+        fps = self.config.record_fps
+        if fps is None:
+            return True
+        step = 1.0 / fps
+        # A quarter step of slack: source frames jitter, and a frame just early still counts.
+        if now < self._next_record - 0.25 * step:
+            return False
+        behind = now - self._next_record >= step
+        self._next_record = now + step if behind else self._next_record + step
+        return True
+
+    def _recorded_size(self, frame: av.VideoFrame) -> av.VideoFrame:
+        """The frame at the recording profile's size (masked first, at full size)."""
+        height = self.config.record_height
+        if height is None or frame.height <= height:
+            return frame
+        width = max(2, round(frame.width * height / frame.height / 2) * 2)
+        return frame.reformat(width=width, height=height, format="yuv420p", interpolation="AREA")
 
     def _publish_jpeg(self, live: LiveChannel, frame: av.VideoFrame, decoded: DecodedFrame) -> None:
         self._last_jpeg = decoded.monotonic
@@ -433,7 +398,7 @@ class CameraWorker:
         recorder = self.recorder
         assert recorder is not None
         try:
-            recorder.write(frame, decoded.wall_time, decoded.monotonic)
+            recorder.write(self._recorded_size(frame), decoded.wall_time, decoded.monotonic)
         except DiskFull as exc:
             self._record_failed(RecordingState.disk_full, f"disk full: {exc}")
             return
@@ -495,6 +460,9 @@ class CameraWorker:
         if self.recorder is not None:
             # A segment finalised in the background may have failed (disk full, database).
             self._finalising(self.recorder.raise_failures)
+            if self.recorder.index_pending and now - self._index_retry >= INDEX_RETRY_S:
+                self._index_retry = now
+                self.recorder.retry_index()
         recording = self._recording()
         self._report(now, state, recording)
         with self.view.lock:
@@ -527,7 +495,9 @@ class CameraWorker:
     def _report(
         self, now: float, state: CameraState, recording: RecordingState, force: bool = False
     ) -> None:
-        key = (state, recording, self._record_error, self.recorded_until)
+        # The live channel is closed by the time of the last report (stopped): nobody watches.
+        live_stream = self._live_stream(now) if state is not CameraState.stopped else None
+        key = (state, recording, self._record_error, self.recorded_until, live_stream)
         if (
             not force
             and key == self._last_reported
@@ -539,7 +509,10 @@ class CameraWorker:
             frames_in, dropped, reconnects = v.frames_in, v.dropped, v.reconnects
             width, height, last_wall = v.width, v.height, v.last_frame_wall
             reader_error = v.last_error
-        errors = [e for e in (self._record_error, self.mask_error) if e]
+        sub_error = self.substream.error() if self.substream is not None and live_stream else None
+        sub_dropped = self.substream.dropped if self.substream is not None else 0
+        notes = (self._record_error, self.mask_error, self._index_note(), sub_error)
+        errors = [e for e in notes if e]
         if state is not CameraState.streaming and reader_error:
             errors.insert(0, reader_error)
         elif not errors and reader_error:
@@ -555,7 +528,7 @@ class CameraWorker:
             output_fps=round(self._out_rate.update(self.frames_out, now), 2),
             frames_in=frames_in,
             frames_out=self.frames_out,
-            dropped_frames=dropped + self.mask_dropped,
+            dropped_frames=dropped + self.mask_dropped + sub_dropped,
             reconnects=reconnects,
             segments_written=self.recorder.segments_written if self.recorder else 0,
             mask_fail_closed=self.masker.stats.fail_closed if self.masker else 0,
@@ -563,6 +536,8 @@ class CameraWorker:
             last_error=clean_error(" | ".join(errors)) if errors else None,
             recorded_until=self.recorded_until,
             recording_since=self.recording_since,
+            live_stream=live_stream,
+            **self._status_extra(),
         )
         try:
             self.status_sink.put(status, block=False)
@@ -570,6 +545,19 @@ class CameraWorker:
             return
         self._last_report = now
         self._last_reported = key
+
+    def _status_extra(self) -> dict[str, Any]:
+        """More status fields (the passthrough worker's verification)."""
+        return {}
+
+    def _index_note(self) -> str | None:
+        pending = self.recorder.index_pending if self.recorder is not None else 0
+        if not pending:
+            return None
+        return (
+            f"{pending} finished segment(s) kept on disk, waiting for the footage index "
+            f"({self.recorder.index_error if self.recorder else ''}); indexed when it answers"
+        )
 
     def _shutdown(self) -> None:
         cfg = self.config
@@ -581,7 +569,37 @@ class CameraWorker:
             self._dispose()
         if self.live is not None:
             self.live.close()
+        if self.relay is not None:
+            self.relay.close()
+        if self.substream is not None:
+            self.substream.stop(join_timeout=cfg.open_timeout_s + cfg.read_timeout_s)
         self.reader.join(timeout=cfg.open_timeout_s + cfg.read_timeout_s)
+
+
+def camera_worker(
+    config: WorkerConfig,
+    *,
+    status: StatusSink,
+    control: Connection | None,
+    stop: StopFlag,
+    live: LiveChannel | None,
+    index_factory: Callable[[WorkerConfig], Any] | None = None,
+) -> CameraWorker:
+    """The worker for a camera's recording path: transcode, or passthrough."""
+    if config.recording_path == "passthrough":
+        from vms.pipeline.passthrough import PassthroughWorker
+
+        return PassthroughWorker(
+            config,
+            status=status,
+            control=control,
+            stop=stop,
+            live=live,
+            index_factory=index_factory,
+        )
+    return CameraWorker(
+        config, status=status, control=control, stop=stop, live=live, index_factory=index_factory
+    )
 
 
 def _db_index(config: WorkerConfig) -> tuple[Any, Callable[[], None]]:
@@ -622,7 +640,7 @@ def run_worker(
     gc.freeze()
     live = LiveChannel.attach(live_name) if live_name else None
     try:
-        code = CameraWorker(config, status=status, control=control, stop=stop, live=live).run()
+        code = camera_worker(config, status=status, control=control, stop=stop, live=live).run()
     except Exception:
         logger.exception("camera %s: worker failed", config.camera_id)
         code = EXIT_ERROR
