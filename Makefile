@@ -6,11 +6,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS ?= test,yolo
+EXTRAS ?= test,yolo,cluster
 export VMS_DEMO ?= 1
+# Demo footage and the detector models (VMS_MODELS_DIR defaults to <this>/models).
+export VMS_SAMPLE_MEDIA_DIR ?= $(abspath ../shared/sample_media)
 
-.PHONY: run test check lint typecheck pytest pytest-sqlite pytest-postgres install system-deps \
-        bench clean
+.PHONY: run test check lint typecheck imports pytest pytest-sqlite pytest-postgres install \
+        system-deps bench clean ui-screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,20 +47,31 @@ lint: install
 typecheck: install
 	$(BIN)/mypy .
 
+# The layers of ../shared/STYLE.md (contracts in pyproject.toml).
+imports: install
+	$(BIN)/lint-imports
+
 pytest-sqlite: install system-deps
 	$(BIN)/pytest
 
 pytest-postgres: install system-deps
 	scripts/with-postgres $(BIN)/pytest -m "not nodb"
 
-check: lint typecheck
+check: lint typecheck imports
 
-test: install system-deps lint typecheck pytest-sqlite pytest-postgres
+test: install system-deps check pytest-sqlite pytest-postgres
+
+# The web interface's screenshots in docs/ui/ (a browser test that keeps its pictures).
+ui-screenshots: install system-deps
+	PYTHON=$(BIN)/python scripts/ui-screenshots
 
 bench: install system-deps
 	$(BIN)/python bench/masking.py
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/retention.py
+	$(BIN)/python bench/relay.py
+	$(BIN)/python bench/live.py
+	$(BIN)/python bench/cluster.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
