@@ -26,6 +26,7 @@ from tests.pipeline.conftest import (
     FACADE_PLAN,
     committed,
     gaps_of,
+    recording_settled,
     running,
     segments_of,
     state_is,
@@ -274,6 +275,9 @@ def test_disk_full_stops_recording_and_keeps_indexed_footage(
         )
         assert "disk full" in (view.last_error or "")
         assert view.state.value == "streaming"  # live view would go on
+        # The segment finished before the full one may still be committing its row.
+        settled = recording_settled(iso_engine, camera.id, small_data_dir)
+        wait_for(settled, 10, "the partial discarded and the index caught up")
         indexed = segments_of(iso_engine, camera.id)
         time.sleep(1.5)
         assert [s.id for s in segments_of(iso_engine, camera.id)] == [s.id for s in indexed]
