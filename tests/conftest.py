@@ -64,7 +64,13 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 # Pure frame work never touches the database; the PostgreSQL pass deselects it (-m "not nodb").
-_NODB = ("masking", "pipeline/test_source.py", "pipeline/test_onvif.py")
+_NODB = (
+    "masking",
+    "pipeline/test_source.py",
+    "pipeline/test_onvif.py",
+    "pipeline/test_pacing.py",
+    "pipeline/test_frames.py",
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

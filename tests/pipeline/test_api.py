@@ -247,6 +247,30 @@ def test_live_only_camera_writes_nothing_and_policy_revocation_ends_the_view(
     }
 
 
+def test_live_view_runs_at_the_configured_rate(
+    rtsp_server: RtspServerProcess, live_server: LiveServer, api: httpx.Client, iso_engine: Engine
+) -> None:
+    """live_fps 10 out of a 25 fps camera gives 10 pictures a second, not every third frame
+    (8.3/s), which a since-the-last-picture rule on the worker and a poll at the same rate on
+    the HTTP side gave."""
+    with committed(iso_engine) as f:
+        org = f.org()
+        source = {"kind": "rtsp", "url": rtsp_server.url("/real360")}
+        camera = f.camera(org, source=source, mask_plan=FACADE_PLAN, mode="live")
+        operator = f.user(Role.operator, org)
+    base = f"/api/v1/cameras/{camera.id}"
+    wait_for(state_is(live_server.pipeline, camera.id, "streaming"), 20, "streaming")
+    arrived: list[float] = []
+    with api.stream("GET", f"{base}/live.mjpeg", headers=operator.headers) as live:
+        for _ in mjpeg_frames(live):
+            arrived.append(time.monotonic())
+            if len(arrived) == 51:
+                break
+    # The first pictures can be a backlog of the connection's start: count from the 11th.
+    rate = (len(arrived) - 11) / (arrived[-1] - arrived[10])
+    assert 9.3 <= rate <= 10.7, rate
+
+
 def test_onvif_probe(onvif_device: OnvifDevice, api: httpx.Client, iso_engine: Engine) -> None:
     with committed(iso_engine) as f:
         manager = f.user(Role.facility_manager)

@@ -392,7 +392,7 @@ class PassthroughWorker(CameraWorker):
     ) -> bool:
         """Publish a frame to viewers, checked first (a keyframe just checked is); whether this
         frame is checked now."""
-        if at.monotonic - self._last_jpeg < 1.0 / self.config.live_fps:
+        if not self._live_pacer.due(at.monotonic):
             return checked
         if not checked and not self._passes(frame, "live frame"):
             return False

@@ -225,7 +225,9 @@ async def _mjpeg(
                         + image.data
                         + b"\r\n"
                     )
-            await asyncio.sleep(1.0 / fps)
+            # Polled at twice the rate frames are published: polling at the rate itself drifts
+            # against the worker's schedule and skips a frame every few.
+            await asyncio.sleep(0.5 / fps)
     finally:
         sup.remove_viewer(camera_id)
         details = {

@@ -47,6 +47,7 @@ from masking.tool import render_preview
 from vms.pipeline.config import ANONYMISE_ALL, PolicyFlags, WorkerConfig
 from vms.pipeline.frames import get_batch
 from vms.pipeline.live import PREVIEW_RAW, FrameTooLarge, LiveChannel
+from vms.pipeline.pacing import FramePacer
 from vms.pipeline.reader import Reader, ReaderView
 from vms.pipeline.recorder import (
     MASKED_BY_VMS,
@@ -143,7 +144,7 @@ class CameraWorker:
         self.mask_dropped = 0
         self._generation = 0
         self._idle = True
-        self._last_jpeg = 0.0
+        self._live_pacer = FramePacer(self.config.live_fps)
         self._recording_state = RecordingState.off
         self._record_error: str | None = None
         self._record_retry_at = 0.0
@@ -153,7 +154,7 @@ class CameraWorker:
         self._out_rate = _Rate()
         self._last_report = 0.0
         self._index_retry = 0.0
-        self._next_record = 0.0
+        self._record_pacer = FramePacer(self.config.record_fps)
         self._last_reported: tuple[Any, ...] | None = None
 
     # -- set-up ------------------------------------------------------------------------------
@@ -268,7 +269,6 @@ class CameraWorker:
                 self.substream.stop()
 
     def _process(self, generation: int, decoded: DecodedFrame) -> None:
-        cfg = self.config
         assert self.masker is not None
         if generation != self._generation:
             # A new connection: its timestamps restart, and detections of the old one are stale.
@@ -281,7 +281,7 @@ class CameraWorker:
             live is not None
             and self.policy.may_view_live
             and live.viewers > 0
-            and now - self._last_jpeg >= 1.0 / cfg.live_fps
+            and self._live_pacer.due(now)
             and not self._live_from_substream(now)
         )
         preview = live.pending_preview() if live is not None else None
@@ -335,7 +335,7 @@ class CameraWorker:
         if not watched or live is None:
             return
         decoded = sub.latest()
-        if decoded is None or decoded.monotonic - self._last_jpeg < 1.0 / self.config.live_fps:
+        if decoded is None or not self._live_pacer.due(decoded.monotonic):
             return
         masked = sub.mask(decoded)
         if masked is not None:
@@ -351,16 +351,7 @@ class CameraWorker:
     def _record_due(self, now: float) -> bool:
         """Whether this frame belongs to the recording profile's frame rate (every frame when
         the camera records at the source's rate). Frames left out are never masked or encoded."""
-        fps = self.config.record_fps
-        if fps is None:
-            return True
-        step = 1.0 / fps
-        # A quarter step of slack: source frames jitter, and a frame just early still counts.
-        if now < self._next_record - 0.25 * step:
-            return False
-        behind = now - self._next_record >= step
-        self._next_record = now + step if behind else self._next_record + step
-        return True
+        return self._record_pacer.take(now)
 
     def _recorded_size(self, frame: av.VideoFrame) -> av.VideoFrame:
         """The frame at the recording profile's size (masked first, at full size)."""
@@ -371,7 +362,7 @@ class CameraWorker:
         return frame.reformat(width=width, height=height, format="yuv420p", interpolation="AREA")
 
     def _publish_jpeg(self, live: LiveChannel, frame: av.VideoFrame, decoded: DecodedFrame) -> None:
-        self._last_jpeg = decoded.monotonic
+        self._live_pacer.took(decoded.monotonic)
         image = frame.to_ndarray(format="bgr24")
         ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.config.jpeg_quality])
         if not ok:

@@ -108,7 +108,9 @@ class Gateway:
         self._sessions = make_sessionmaker(self._engine)
         self._interval = self.settings.pipeline.reconcile_interval_s
         self._namespace = self.settings.pipeline.ray_namespace
-        self._live_period = 1.0 / self.settings.pipeline.live_fps
+        # Asked for at twice the rate the actor makes pictures: asking at the rate itself drifts
+        # against the actor's schedule and misses a picture every few.
+        self._live_period = 0.5 / self.settings.pipeline.live_fps
         self._cluster = ClusterView(backend="ray", reachable=False, nodes=())
 
     def connect(self) -> None:
