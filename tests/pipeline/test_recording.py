@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import time
+from pathlib import Path
 
 import av
 import cv2
@@ -124,6 +125,17 @@ def test_the_recording_profile_records_fewer_smaller_frames(
             assert (frame.width, frame.height) == (320, 180)
 
 
+def worker_gone(pid: int | None) -> bool:
+    """No worker process, or only its zombie (exited, not yet reaped)."""
+    if pid is None:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
 def test_basis_revoked_stops_recording_within_one_segment(
     rtsp_server: RtspServerProcess, iso_settings: Settings, iso_engine: Engine
 ) -> None:
@@ -139,7 +151,9 @@ def test_basis_revoked_stops_recording_within_one_segment(
             session.commit()
         revoked = utcnow()
         view = wait_for(state_is(sup, camera.id, "blocked"), 5, "blocked")
-        # The worker finalises the segment it had open, then exits.
+        # The worker finalises the segment it had open, then exits: wait for the exit, since a
+        # segment it still writes would pass for settled between two files.
+        wait_for(lambda: worker_gone(sup.worker_pid(camera.id)), 10, "the worker exited")
         settled = recording_settled(iso_engine, camera.id, data_dir)
         wait_for(settled, 10, "the open segment closed and indexed")
         segs = segments_of(iso_engine, camera.id)
